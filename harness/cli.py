@@ -1,0 +1,36 @@
+"""The ``lhe`` command: a Hydra app that composes ``conf/`` and runs one job per config.
+
+``lhe`` alone measures the embedded default model (SmolLM2-135M-Instruct, in-process).
+Any field can be overridden (``lhe model=simulated model.p=0.95 task.k=2``) or swept
+(``lhe -m task.k=1,2,10``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from harness.config import ConfigError, load_config
+from harness.run import run
+from providers.base import FatalProviderError, MissingExtraError
+
+
+@hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+def app(cfg: DictConfig) -> None:
+    """Validate the composed config and run it in Hydra's output directory."""
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        config = load_config(raw)  # type: ignore[arg-type]
+        run(config, Path(HydraConfig.get().runtime.output_dir))
+    except (ConfigError, MissingExtraError, FatalProviderError) as exc:
+        print(f"lhe: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,183 @@
+"""The validated run configuration.
+
+Hydra composes the YAML groups and command-line overrides; :func:`load_config` then checks the
+result against these pydantic models before anything else happens, so a typo or an out-of-range
+value stops the run with one line naming the field, not a traceback halfway through a sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from providers.base import Sampling
+from tasks.prompts import Mode
+from tasks.words import load_words
+
+
+class StrictModel(BaseModel):
+    """Base for config sections: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskConfig(StrictModel):
+    """What to ask: the dict-sum task set."""
+
+    name: Literal["dict_sum"] = "dict_sum"
+    """Task family (only dict-sum exists)."""
+    dict_size: int = Field(100, ge=1)
+    """Words in the dictionary; at most the size of the shipped word list."""
+    min_value: int = -99
+    """Smallest dictionary value (inclusive)."""
+    max_value: int = 99
+    """Largest dictionary value (inclusive)."""
+    samples: int = Field(20, ge=1)
+    """Episodes in the task set."""
+    turns: int = Field(20, ge=1)
+    """User turns per episode."""
+    k: int = Field(1, ge=1)
+    """Keys per user turn (turn complexity K)."""
+    seed: int = 42
+    """Seed of the dictionary and the episodes."""
+    mode: Mode = "direct"
+    """``direct`` (answer only), ``cot`` (visible reasoning) or ``thinking`` (reasoning channel)."""
+    source: str | None = None
+    """A task set to import instead of generating: a saved dataset dir, the paper's JSON, or a
+    folder with the hub dataset's files. ``samples`` and ``turns`` then cap what is used."""
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> TaskConfig:
+        if self.min_value > self.max_value:
+            raise ValueError(
+                f"task.min_value: must be <= task.max_value "
+                f"(got {self.min_value} > {self.max_value})"
+            )
+        available = len(load_words())
+        if self.dict_size > available:
+            raise ValueError(
+                f"task.dict_size: must be between 1 and {available} (got {self.dict_size})"
+            )
+        return self
+
+
+class ModelConfig(BaseModel):
+    """Which model to call and how to sample; other keys go to the provider's own config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    provider: str
+    """Registry name (``simulated``, ``openai_compatible``, ...) or ``pkg.mod:factory``."""
+    label: str | None = None
+    """Short name for run directories and tables; defaults to the provider's own label."""
+    temperature: float = Field(0.6, ge=0.0, le=2.0)
+    """Sampling temperature."""
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Nucleus sampling mass."""
+    max_tokens: int = Field(512, ge=1)
+    """Generated tokens allowed per reply."""
+    stop: list[str] = Field(default_factory=list)
+    """Stop sequences."""
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    """Provider-specific request fields passed through unchanged."""
+
+    def sampling(self) -> Sampling:
+        """The per-request settings (the runner adds the seed)."""
+        return Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            max_tokens=self.max_tokens,
+            stop=self.stop,
+            extra_body=self.extra_body,
+        )
+
+    def provider_options(self) -> dict[str, Any]:
+        """The keys this model does not own, for the provider's factory to validate."""
+        return dict(self.model_extra or {})
+
+
+class RunSettings(StrictModel):
+    """How to run: concurrency and seeds."""
+
+    concurrency: int = Field(8, ge=1, le=100_000)
+    """Episodes in flight at once (each has at most one request outstanding)."""
+    seed: int = 0
+    """Seed of per-request sampling seeds and of any randomness in the runner."""
+    progress: bool = True
+    """Show a progress line when attached to a terminal."""
+
+
+class MetricsConfig(StrictModel):
+    """How to summarise."""
+
+    s: float = Field(0.5, gt=0.0, lt=1.0)
+    """Success threshold of the horizon H_s: the task length where task accuracy falls below it."""
+    bootstrap: int = Field(1000, ge=0)
+    """Bootstrap resamples (of whole episodes) for the 95% intervals; 0 disables them."""
+    seed: int = 0
+    """Seed of the bootstrap's random generator."""
+    report_turns: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
+    """1-based turns whose accuracies the printed table shows (those within the run)."""
+
+
+class ExperimentConfig(StrictModel):
+    """Which experiment preset produced the run (names the results folder)."""
+
+    name: str = "horizon"
+    """Experiment name."""
+
+
+class RunConfig(StrictModel):
+    """The whole validated configuration of one run."""
+
+    model: ModelConfig
+    """The model section."""
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    """The task section."""
+    run: RunSettings = Field(default_factory=RunSettings)
+    """The runner section."""
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    """The metrics section."""
+    experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
+    """The experiment section."""
+
+    def config_hash(self) -> str:
+        """SHA-256 of everything that changes what is measured.
+
+        Concurrency, the progress display and the metrics section are left out: they change
+        neither the requests nor the replies, so a run may be resumed with other values.
+        """
+        measured = self.model_dump(
+            mode="json", exclude={"metrics": True, "run": {"concurrency", "progress"}}
+        )
+        canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ConfigError(ValueError):
+    """A configuration problem, already phrased as one line naming the field."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Reduce pydantic's report to one line: ``field: what is allowed (got value)``."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{location}: unknown field"
+    if ":" in message.split(" ")[0]:  # our own validators already name the field
+        return message
+    got = first.get("input")
+    suffix = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{location}: {message}{suffix}" if location else f"{message}{suffix}"
+
+
+def load_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate a composed config; raise :class:`ConfigError` with a one-line message."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None

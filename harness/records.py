@@ -1,0 +1,130 @@
+"""Per-turn records: the one thing a run writes while it works.
+
+``turns.jsonl`` gets one JSON line per finished turn, appended and flushed as soon as the turn
+ends, so a crash loses at most the turns in flight. Everything downstream (metrics, summary,
+report, resume) reads this file and nothing else about the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.base import Outcome, Usage
+from tasks.parsing import ParseStatus
+
+TURNS_FILE = "turns.jsonl"
+
+TurnStatus = Literal[
+    "ok", "no_answer", "bad_format", "unterminated_think", "context_exceeded", "provider_error"
+]
+
+
+class TurnRecord(BaseModel):
+    """One finished turn of one episode."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    episode: int
+    """Episode index in the task set."""
+    turn: int
+    """Turn index within the episode, from 0."""
+    keys: list[str]
+    """The words of this turn's user message."""
+    delta: int
+    """Sum of this turn's values: what a correct update adds."""
+    truth: int
+    """True running total after this turn."""
+    base: int
+    """The total the model should have built on: the last answer its history shows (0 at turn 0).
+    Turn accuracy compares ``answer`` with ``base + delta``."""
+    status: TurnStatus
+    """Parse status of the reply when the provider answered, else the provider outcome."""
+    answer: int | None = None
+    """The parsed integer, if any."""
+    reply: str = ""
+    """The raw visible reply."""
+    reasoning: str | None = None
+    """Reasoning the provider returned apart from the reply (never shown to the model again)."""
+    usage: Usage = Field(default_factory=Usage)
+    """Token counts of this turn's request."""
+    latency_s: float = 0.0
+    """Wall time of the request, retries included."""
+    finish_reason: str | None = None
+    """Why generation stopped, as reported."""
+    retries: int = 0
+    """Retried attempts the request needed."""
+    model_id: str | None = None
+    """Model id the provider reported."""
+    error: str | None = None
+    """Reason of a ``provider_error`` or ``context_exceeded`` turn."""
+
+    @property
+    def outcome(self) -> Outcome:
+        """The provider-level outcome behind ``status``."""
+        if self.status in ("context_exceeded", "provider_error"):
+            return self.status  # type: ignore[return-value]
+        return "ok"
+
+    @property
+    def parse_status(self) -> ParseStatus | None:
+        """The parser's classification, when the provider answered."""
+        return None if self.outcome != "ok" else self.status  # type: ignore[return-value]
+
+
+class TurnWriter:
+    """Appends records to ``turns.jsonl``, one flushed line each."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / TURNS_FILE
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: TurnRecord) -> None:
+        """Append one record; it is on disk (in the OS's buffers) when this returns."""
+        self._file.write(record.model_dump_json() + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush to stable storage and close."""
+        if not self._file.closed:
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> TurnWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def iter_records(run_dir: Path) -> Iterator[TurnRecord]:
+    """Read every complete record; a torn last line (from a crash mid-write) is skipped."""
+    path = run_dir / TURNS_FILE
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.endswith("\n"):
+                break  # torn tail: the process died while writing it
+            try:
+                yield TurnRecord.model_validate(json.loads(line))
+            except (ValueError, TypeError):
+                continue
+
+
+def read_records(run_dir: Path) -> list[TurnRecord]:
+    """All complete records of a run, in file order."""
+    return list(iter_records(run_dir))
+
+
+def latest_records(records: list[TurnRecord]) -> dict[tuple[int, int], TurnRecord]:
+    """The last record of every (episode, turn): a resumed turn supersedes its failed attempt."""
+    latest: dict[tuple[int, int], TurnRecord] = {}
+    for record in records:
+        latest[(record.episode, record.turn)] = record
+    return latest

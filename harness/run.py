@@ -1,0 +1,109 @@
+"""One run from a validated config to a summary: the pipeline's single orchestration point."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from harness.config import ConfigError, RunConfig
+from harness.files import read_json
+from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from harness.runner import Runner, print_progress
+from harness.summary import format_table, summarize, write_summary
+from providers.registry import create_provider
+from tasks.source import load_task_set
+from tasks.taskset import TaskSet
+
+
+def make_task_set(config: RunConfig) -> TaskSet:
+    """The task set of a config, with config errors phrased as one line."""
+    task = config.task
+    try:
+        return load_task_set(
+            samples=task.samples,
+            turns=task.turns,
+            k=task.k,
+            dict_size=task.dict_size,
+            min_value=task.min_value,
+            max_value=task.max_value,
+            seed=task.seed,
+            source=task.source,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_resumable(run_dir: Path, config: RunConfig) -> bool:
+    """True when ``run_dir`` already holds this run; refuse a different config's records."""
+    manifest_path = run_dir / MANIFEST_FILE
+    if not manifest_path.exists():
+        return False
+    previous = read_json(manifest_path)
+    if previous.get("config_hash") == config.config_hash():
+        return True
+    changed = _changed_fields(previous.get("config", {}), config.model_dump(mode="json"))
+    raise ConfigError(
+        f"{run_dir} holds a run with a different config (changed: {', '.join(changed) or '?'}); "
+        "use a new output directory"
+    )
+
+
+def _changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            changed += _changed_fields(old.get(key), new.get(key), f"{prefix}{key}.")
+        return changed
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the configured experiment in ``run_dir`` and return its summary."""
+    task_set = make_task_set(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = check_resumable(run_dir, config)
+    try:
+        provider = create_provider(
+            config.model.provider,
+            config.model.provider_options(),
+            concurrency=config.run.concurrency,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    label = config.model.label or provider.label
+    try:
+        await provider.preflight()
+    except BaseException:
+        await provider.aclose()
+        raise
+    if not resuming:
+        write_manifest(
+            run_dir,
+            build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
+        )
+    runner = Runner(
+        task_set=task_set,
+        provider=provider,
+        sampling=config.model.sampling(),
+        mode=config.task.mode,
+        run_dir=run_dir,
+        concurrency=config.run.concurrency,
+        run_seed=config.run.seed,
+        on_turn=print_progress if config.run.progress else None,
+    )
+    try:
+        progress = await runner.run()
+    finally:
+        await provider.aclose()
+    status = "failed" if progress.fatal_error else None
+    summary = summarize(run_dir, status=status, note=progress.fatal_error)
+    summary["turns_resumed"] = progress.turns_resumed
+    write_summary(run_dir, summary)
+    print(format_table(summary, run_dir, config.metrics.report_turns))
+    return summary
+
+
+def run(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Synchronous entry point."""
+    return asyncio.run(execute(config, run_dir))

@@ -1,0 +1,170 @@
+"""Run every episode of a task set against a provider and append per-turn records.
+
+Each episode is its own coroutine, so a slow reply holds up only its own episode (the paper's
+code advanced all episodes in lock-step, so every turn waited for the slowest). A semaphore
+bounds how many episodes are in flight. A provider error ends its episode without a score and
+is re-run on resume; a fatal error (bad key, unknown model) stops the whole run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.episode import Conversation
+from harness.records import TurnRecord, TurnWriter, latest_records, read_records
+from providers.base import ChatResult, FatalProviderError, Provider, Sampling
+from tasks.parsing import parse_reply
+from tasks.prompts import Mode, system_prompt
+from tasks.taskset import TaskSet
+
+
+@dataclass
+class RunProgress:
+    """Counters the runner keeps while it works (for the progress line and the summary)."""
+
+    episodes_total: int
+    episodes_done: int = 0
+    turns_done: int = 0
+    turns_resumed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    fatal_error: str | None = None
+
+
+def request_seed(run_seed: int, episode: int, turn: int) -> int:
+    """A per-request sampling seed that does not depend on scheduling order."""
+    digest = hashlib.blake2b(f"{run_seed}:{episode}:{turn}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
+    """Per episode, the leading run of turns that need no re-run (provider errors excluded).
+
+    Later records for the same turn supersede earlier ones, so a turn that failed and then
+    succeeded on resume counts once.
+    """
+    by_episode: dict[int, list[TurnRecord]] = {}
+    for (episode, _turn), record in sorted(latest_records(records).items()):
+        done = by_episode.setdefault(episode, [])
+        if record.status == "provider_error" or record.turn != len(done):
+            continue
+        if done and done[-1].status == "context_exceeded":
+            continue
+        done.append(record)
+    return by_episode
+
+
+def _record(
+    task_set: TaskSet, episode: int, turn: int, keys: list[str], base: int, result: ChatResult
+) -> TurnRecord:
+    common = dict(
+        episode=episode,
+        turn=turn,
+        keys=keys,
+        delta=int(task_set.turn_delta[episode, turn]),
+        truth=int(task_set.turn_truth[episode, turn]),
+        base=base,
+        reply=result.content,
+        reasoning=result.reasoning,
+        usage=result.usage,
+        latency_s=result.latency_s,
+        finish_reason=result.finish_reason,
+        retries=result.retries,
+        model_id=result.model_id,
+        error=result.error,
+    )
+    if result.outcome != "ok":
+        return TurnRecord(status=result.outcome, **common)
+    parsed = parse_reply(result.content)
+    return TurnRecord(status=parsed.status, answer=parsed.answer, **common)
+
+
+class Runner:
+    """Schedules episodes and writes their records; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        task_set: TaskSet,
+        provider: Provider,
+        sampling: Sampling,
+        mode: Mode,
+        run_dir: Path,
+        concurrency: int,
+        run_seed: int = 0,
+        on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
+    ) -> None:
+        self.task_set = task_set
+        self.provider = provider
+        self.sampling = sampling
+        self.mode = mode
+        self.run_dir = run_dir
+        self.concurrency = concurrency
+        self.run_seed = run_seed
+        self.on_turn = on_turn
+        self.system = system_prompt(task_set.dictionary, mode, task_set.k)
+        self.progress = RunProgress(episodes_total=task_set.samples)
+
+    async def run(self) -> RunProgress:
+        """Run (or continue) every episode; returns the counters."""
+        prior = finished_turns(read_records(self.run_dir))
+        self.progress.turns_resumed = sum(len(done) for done in prior.values())
+        semaphore = asyncio.Semaphore(self.concurrency)
+        with TurnWriter(self.run_dir) as writer:
+
+            async def guarded(episode: int) -> None:
+                async with semaphore:
+                    await self._run_episode(episode, prior.get(episode, []), writer)
+
+            tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
+            try:
+                await asyncio.gather(*tasks)
+            except FatalProviderError as exc:
+                self.progress.fatal_error = str(exc)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        return self.progress
+
+    async def _run_episode(self, episode: int, done: list[TurnRecord], writer: TurnWriter) -> None:
+        conversation = Conversation(system=self.system, mode=self.mode)
+        for record in done:
+            conversation.replay(record)
+        if done and done[-1].status == "context_exceeded":
+            self.progress.episodes_done += 1
+            return
+        for turn in range(len(done), self.task_set.turns):
+            keys = self.task_set.turn_keys(episode, turn)
+            base = conversation.shown_total
+            messages = conversation.ask(keys)
+            sampling = self.sampling.model_copy(
+                update={"seed": request_seed(self.run_seed, episode, turn)}
+            )
+            result = await self.provider.chat(messages, sampling)
+            record = _record(self.task_set, episode, turn, keys, base, result)
+            writer.write(record)
+            self.progress.turns_done += 1
+            if self.on_turn is not None:
+                self.on_turn(record, self.progress)
+            if result.outcome != "ok":
+                conversation.drop_unanswered()
+                break
+            conversation.answer(parse_reply(result.content))
+        self.progress.episodes_done += 1
+
+
+def print_progress(record: TurnRecord, progress: RunProgress) -> None:
+    """A one-line progress display on a terminal; silent otherwise."""
+    if not sys.stderr.isatty():
+        return
+    elapsed = max(time.monotonic() - progress.started, 1e-9)
+    sys.stderr.write(
+        f"\r{progress.episodes_done}/{progress.episodes_total} episodes, "
+        f"{progress.turns_done} turns, {progress.turns_done / elapsed:.1f} turns/s   "
+    )
+    sys.stderr.flush()

@@ -1,0 +1,175 @@
+"""Turn a run directory's records into ``summary.json`` and a short printed table.
+
+Reads only ``manifest.json`` and ``turns.jsonl``, so a summary can be rebuilt at any time
+(``lhe-summarize DIR``) with a different ``s`` or bootstrap size, without calling a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.files import atomic_write_json, read_json
+from harness.manifest import MANIFEST_FILE
+from harness.metrics import (
+    FORMAT_ERRORS,
+    column_means,
+    horizon,
+    prop1,
+    score_matrices,
+)
+from harness.records import TURNS_FILE, latest_records, read_records
+from providers.base import Usage
+
+SUMMARY_FILE = "summary.json"
+
+
+def _curve(values: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def summarize(
+    run_dir: Path,
+    *,
+    s: float | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+    status: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Compute the summary of a run from its files (arguments override the manifest's)."""
+    manifest = read_json(run_dir / MANIFEST_FILE)
+    metrics_config = manifest["config"]["metrics"]
+    s = metrics_config["s"] if s is None else s
+    resamples = metrics_config["bootstrap"] if resamples is None else resamples
+    seed = metrics_config["seed"] if seed is None else seed
+    shape = manifest["task_set"]
+    episodes, turns, k = shape["episodes"], shape["turns"], shape["k"]
+
+    records = read_records(run_dir)
+    latest = latest_records(records)
+    scores = score_matrices(records, episodes=episodes, turns=turns, k=k)
+    estimate, curve_ci = horizon(scores, s, resamples=resamples, rng=np.random.default_rng(seed))
+
+    statuses = Counter(r.status for r in latest.values())
+    usage = sum((r.usage for r in records), Usage())
+    scored = int((~np.isnan(scores.index_correct)).sum())
+    unfinished = (
+        episodes * turns
+        - sum(1 for r in latest.values() if r.status != "provider_error")
+        - _turns_cut_by_context(latest, turns)
+    )
+    if status is None:
+        status = "complete" if unfinished == 0 else "incomplete"
+    return {
+        "model": manifest["provider"]["label"],
+        "simulated": manifest["provider"]["simulated"],
+        "experiment": manifest["config"]["experiment"]["name"],
+        "mode": manifest["config"]["task"]["mode"],
+        "k": k,
+        "status": status,
+        "note": note,
+        "episodes": episodes,
+        "turns": turns,
+        "turns_scored": scored,
+        "turns_unfinished": unfinished,
+        "index_accuracy": _curve(column_means(scores.index_correct)),
+        "turn_accuracy": _curve(column_means(scores.turn_correct)),
+        "task_accuracy": _curve(column_means(scores.task_correct)),
+        "ci95": curve_ci,
+        "horizon": {
+            "s": s,
+            "steps": estimate.steps,
+            "turns": estimate.turns,
+            "ci95": list(estimate.ci95) if estimate.ci95 else None,
+            "logistic_steps": estimate.logistic_steps,
+            "censored": estimate.censored,
+        },
+        "prop1": prop1(scores, s),
+        "format_errors": sum(statuses[name] for name in FORMAT_ERRORS),
+        "format_errors_by_kind": {name: statuses[name] for name in FORMAT_ERRORS},
+        "context_exceeded": statuses["context_exceeded"],
+        "provider_errors": statuses["provider_error"],
+        "provider_errors_total": sum(1 for r in records if r.status == "provider_error"),
+        "retries": sum(r.retries for r in records),
+        "usage": usage.model_dump(),
+        "mean_latency_s": float(np.mean([r.latency_s for r in records])) if records else None,
+        "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
+    }
+
+
+def _turns_cut_by_context(latest: dict, turns: int) -> int:
+    """Turns never asked because their episode ran out of context earlier (a result, not a gap)."""
+    return sum(
+        turns - 1 - turn for (_e, turn), r in latest.items() if r.status == "context_exceeded"
+    )
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write ``summary.json`` atomically."""
+    path = run_dir / SUMMARY_FILE
+    atomic_write_json(path, summary)
+    return path
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]) -> str:
+    """A short human-readable account of a run."""
+    h = summary["horizon"]
+    label = summary["model"] + (
+        "  [SIMULATED executor, not a model]" if summary["simulated"] else ""
+    )
+    if h["censored"]:
+        horizon_text = f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']})"
+    else:
+        ci = h["ci95"]
+        ci_text = f"  95% CI [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+        horizon_text = f"{h['steps']:.1f} steps = {h['turns']:.1f} turns{ci_text}"
+    p1 = summary["prop1"]
+    lines = [
+        f"model      {label}",
+        f"task       dict-sum, K={summary['k']}, mode={summary['mode']}, "
+        f"{summary['episodes']} episodes x {summary['turns']} turns ({summary['status']})",
+        f"horizon    H_{h['s']:g} = {horizon_text}",
+        f"logistic   H_{h['s']:g} = {_fmt(h['logistic_steps'], 1)} steps",
+        f"prop. 1    p_hat = {_fmt(p1['p_hat'], 4)} -> predicted "
+        f"H = {_fmt(p1['predicted_steps'], 1)} steps",
+        "",
+        f"{'turn':>6} {'turn acc':>9} {'task acc':>9} {'index acc':>10}",
+    ]
+    for turn in [t for t in report_turns if 1 <= t <= summary["turns"]]:
+        i = turn - 1
+        lines.append(
+            f"{turn:>6} {_fmt(summary['turn_accuracy'][i]):>9} "
+            f"{_fmt(summary['task_accuracy'][i]):>9} {_fmt(summary['index_accuracy'][i]):>10}"
+        )
+    usage = summary["usage"]
+    lines += [
+        "",
+        f"errors     format {summary['format_errors']}, provider {summary['provider_errors']}, "
+        f"context exceeded {summary['context_exceeded']}, retries {summary['retries']}",
+        f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
+        + (" (estimated)" if usage["estimated"] else ""),
+        f"files      {run_dir / TURNS_FILE}",
+        f"           {run_dir / SUMMARY_FILE}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lhe-summarize DIR``: recompute a run's summary from its records."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--s", type=float, default=None, help="success threshold of H_s")
+    parser.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    summary = summarize(args.run_dir, s=args.s, resamples=args.bootstrap)
+    write_summary(args.run_dir, summary)
+    print(format_table(summary, args.run_dir, [1, 5, 10, 20, 50, 100]))

@@ -1,0 +1,136 @@
+"""A simulated executor: behaves like a model with a known per-step accuracy.
+
+It has no side channel to the truth. Like a model, it reads the dictionary from the system
+message, the keys from the last user message and its running total from its last answer in
+the history, then adds each value correctly with probability ``1 - error`` (else adds a wrong
+value). It exists to calibrate the metrics against Proposition 1 (a turn of K keys is right
+with probability p^K), for fast tests and demos. Its numbers are never a model's, and every
+output that shows them says so.
+
+Replies are a pure function of the conversation and the seed (the generator is seeded from a
+hash of both), so a resumed or retried turn gets the same reply and concurrency never changes
+the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.base import ChatResult, Message, Provider, Sampling, Usage
+from tasks.parsing import format_answer, parse_reply
+from tasks.prompts import read_dictionary
+
+
+class SimulatedConfig(BaseModel):
+    """Knobs of the simulated executor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    p: float = Field(0.95, ge=0.0, le=1.0)
+    """Probability that one step (one key) is added correctly."""
+    self_conditioning: float = Field(0.0, ge=0.0, le=1.0)
+    """Extra per-step error rate per unit share of wrong answers in the visible history."""
+    context_decay: float = Field(0.0, ge=0.0, le=1.0)
+    """Extra per-step error rate per earlier turn in the history."""
+    seed: int = 0
+    """Seed mixed into every reply's generator."""
+    chars_per_token: float = Field(4.0, gt=0.0)
+    """Approximation used for the (estimated) token counts."""
+
+
+def _last_answer(content: str) -> int | None:
+    return parse_reply(content).answer
+
+
+class SimulatedProvider(Provider):
+    """See the module docstring."""
+
+    simulated = True
+
+    def __init__(self, config: SimulatedConfig) -> None:
+        self.config = config
+
+    @property
+    def label(self) -> str:
+        """See :attr:`Provider.label`."""
+        return f"simulated-p{self.config.p:g}"
+
+    def step_error_rate(self, wrong_share: float, earlier_turns: int) -> float:
+        """Per-step error probability given what the history shows."""
+        error = (
+            (1.0 - self.config.p)
+            + self.config.self_conditioning * wrong_share
+            + self.config.context_decay * earlier_turns
+        )
+        return float(min(max(error, 0.0), 1.0))
+
+    def _rng(
+        self, messages: list[Message], sampling: Sampling, replicate: int
+    ) -> np.random.Generator:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{self.config.seed}|{sampling.seed}|{replicate}".encode())
+        for message in messages:
+            digest.update(message.role.encode())
+            digest.update(b"\x00")
+            digest.update(message.content.encode())
+            digest.update(b"\x01")
+        return np.random.default_rng(int.from_bytes(digest.digest(), "little"))
+
+    def _answer(self, messages: list[Message], sampling: Sampling, replicate: int) -> str:
+        dictionary = read_dictionary(messages[0].content)
+        user_turns = [m for m in messages if m.role == "user"]
+        assistant_turns = [m for m in messages if m.role == "assistant"]
+        # Recompute the truth of every earlier turn to see how many shown answers are wrong.
+        true_total = 0
+        wrong = 0
+        for user, assistant in zip(user_turns, assistant_turns, strict=False):
+            true_total += sum(dictionary[w.strip()] for w in user.content.split(","))
+            if _last_answer(assistant.content) != true_total:
+                wrong += 1
+        earlier = len(assistant_turns)
+        wrong_share = wrong / earlier if earlier else 0.0
+        base = 0
+        for assistant in reversed(assistant_turns):
+            shown = _last_answer(assistant.content)
+            if shown is not None:
+                base = shown
+                break
+        error = self.step_error_rate(wrong_share, earlier)
+        rng = self._rng(messages, sampling, replicate)
+        keys = [w.strip() for w in user_turns[-1].content.split(",")]
+        total = base
+        for key in keys:
+            value = dictionary[key]
+            if rng.random() < error:
+                offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
+                value += offset
+            total += value
+        return format_answer(total)
+
+    async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
+        """See :meth:`Provider.chat`."""
+        samples = [self._answer(messages, sampling, i) for i in range(sampling.n)]
+        prompt_chars = sum(len(m.content) for m in messages)
+        completion_chars = sum(len(s) for s in samples)
+        per_token = self.config.chars_per_token
+        return ChatResult(
+            content=samples[0],
+            samples=samples if sampling.n > 1 else [],
+            usage=Usage(
+                prompt_tokens=round(prompt_chars / per_token),
+                completion_tokens=round(completion_chars / per_token),
+                estimated=True,
+            ),
+            finish_reason="stop",
+            model_id=self.label,
+        )
+
+
+def create(config: dict[str, Any], *, concurrency: int) -> SimulatedProvider:
+    """Registry factory."""
+    del concurrency  # no connections to size
+    return SimulatedProvider(SimulatedConfig.model_validate(config))
