@@ -14,9 +14,23 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError, RunConfig, load_config
 from harness.run import run
 from providers.base import FatalProviderError, MissingExtraError
+
+CONFIG_MODULE = "conf"
+
+
+def compose_config(overrides: list[str] | None = None) -> RunConfig:
+    """Compose ``conf/`` with command-line style overrides and validate it, without running.
+
+    The same composition ``lhe`` does, for notebooks, scripts and tests.
+    """
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides or [])
+    return load_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
 @hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
@@ -34,3 +48,7 @@ def app(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

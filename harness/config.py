@@ -84,9 +84,10 @@ class ModelConfig(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """Provider-specific request fields passed through unchanged."""
 
-    def sampling(self) -> Sampling:
+    def sampling(self, n: int = 1) -> Sampling:
         """The per-request settings (the runner adds the seed)."""
         return Sampling(
+            n=n,
             temperature=self.temperature,
             top_p=self.top_p,
             max_tokens=self.max_tokens,
@@ -99,6 +100,34 @@ class ModelConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class HistoryConfig(StrictModel):
+    """What the model sees of its past turns (self-conditioning and context experiments)."""
+
+    source: Literal["own", "healed", "injected"] = "own"
+    """``own`` answers; ``healed``: rewritten to the truth; ``injected``: truth with errors."""
+    window: int | None = Field(None, ge=1)
+    """Send only the last N exchanges (the dictionary stays in the system message); null = all."""
+    rate: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability per turn that an ``injected`` history shows a wrong answer."""
+    magnitude: int = Field(10, ge=1)
+    """Injected errors are offsets in [-magnitude, magnitude] without 0."""
+    target_turn: int | None = Field(None, ge=1)
+    """Call the model only from this turn (1-based) on; earlier turns are filled without a
+    call. Needs a healed or injected history (there are no own answers to show)."""
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> HistoryConfig:
+        if self.target_turn is not None and self.source == "own":
+            raise ValueError(
+                "history.target_turn: needs history.source healed or injected (got own)"
+            )
+        if self.rate > 0 and self.source != "injected":
+            raise ValueError(
+                f"history.rate: only applies to history.source=injected (got {self.source})"
+            )
+        return self
+
+
 class RunSettings(StrictModel):
     """How to run: concurrency and seeds."""
 
@@ -108,6 +137,8 @@ class RunSettings(StrictModel):
     """Seed of per-request sampling seeds and of any randomness in the runner."""
     progress: bool = True
     """Show a progress line when attached to a terminal."""
+    votes: int = Field(1, ge=1)
+    """Samples per turn; with more than one, the majority answer goes into the history."""
 
 
 class MetricsConfig(StrictModel):
@@ -139,10 +170,22 @@ class RunConfig(StrictModel):
     """The task section."""
     run: RunSettings = Field(default_factory=RunSettings)
     """The runner section."""
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    """The history section."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """The metrics section."""
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     """The experiment section."""
+
+    @model_validator(mode="after")
+    def _check_target_turn(self) -> RunConfig:
+        target = self.history.target_turn
+        if target is not None and target > self.task.turns:
+            raise ValueError(
+                f"history.target_turn: must be between 1 and task.turns={self.task.turns} "
+                f"(got {target})"
+            )
+        return self
 
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
@@ -161,13 +204,33 @@ class ConfigError(ValueError):
     """A configuration problem, already phrased as one line naming the field."""
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """Reduce pydantic's report to one line: ``field: what is allowed (got value)``."""
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str] | None:
+    """Field names of the (nested) model that ``path`` points into, if it is a model."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def describe_validation_error(
+    error: ValidationError, *, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """Reduce pydantic's report to one line: ``field: what is allowed (got value)``.
+
+    ``prefix`` names the config section the validated dict came from (``model`` for a
+    provider's options); ``model`` lets an unknown key be answered with the allowed ones.
+    """
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return f"{location}: unknown field"
+        allowed = _fields_at(model, tuple(first["loc"][:-1])) if model else None
+        return f"{location}: unknown field" + (
+            f" (allowed: {', '.join(allowed)})" if allowed else ""
+        )
     if ":" in message.split(" ")[0]:  # our own validators already name the field
         return message
     got = first.get("input")
@@ -180,4 +243,4 @@ def load_config(raw: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc, model=RunConfig)) from None

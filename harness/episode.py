@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.records import TurnRecord
+from harness.history import Shown
 from providers.base import Message
-from tasks.parsing import ParsedReply, parse_reply
-from tasks.prompts import Mode, history_reply, user_message
+from tasks.prompts import user_message
 
 
 @dataclass
 class Conversation:
-    """Messages of one episode plus the total its history currently shows."""
+    """Messages of one episode plus the total its history currently shows.
+
+    The full history is kept; ``window`` limits what is *sent* to the last N exchanges (the
+    system message, which holds the dictionary, is always sent).
+    """
 
     system: str
-    mode: Mode
+    window: int | None = None
     messages: list[Message] = field(default_factory=list)
     shown_total: int = 0
     """Last answer visible in the history (0 before any): the base of the next turn."""
@@ -31,20 +34,18 @@ class Conversation:
     def ask(self, keys: list[str]) -> list[Message]:
         """Append the user turn and return the messages to send (a new list, same messages)."""
         self.messages.append(Message("user", user_message(keys)))
-        return list(self.messages)
+        if self.window is None:
+            return list(self.messages)
+        kept = 2 * self.window + 1  # N earlier exchanges plus the new user turn
+        return [self.messages[0], *self.messages[max(1, len(self.messages) - kept) :]]
 
-    def answer(self, parsed: ParsedReply) -> None:
-        """Append the assistant turn as the history keeps it."""
-        self.messages.append(Message("assistant", history_reply(parsed, self.mode)))
-        if parsed.answer is not None:
-            self.shown_total = parsed.answer
+    def answer(self, shown: Shown) -> None:
+        """Append the assistant turn as the history shows it."""
+        self.messages.append(Message("assistant", shown.text))
+        if shown.value is not None:
+            self.shown_total = shown.value
 
     def drop_unanswered(self) -> None:
         """Remove a trailing user turn whose request failed (it is re-asked on resume)."""
         if self.messages and self.messages[-1].role == "user":
             self.messages.pop()
-
-    def replay(self, record: TurnRecord) -> None:
-        """Rebuild one finished turn from its record (resume)."""
-        self.ask(record.keys)
-        self.answer(parse_reply(record.reply))

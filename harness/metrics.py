@@ -60,7 +60,7 @@ def score_matrices(
     index_correct = np.full((episodes, turns), np.nan)
     turn_correct = np.full((episodes, turns), np.nan)
     for (episode, turn), record in latest_records(records).items():
-        if record.status == "provider_error" or episode >= episodes or turn >= turns:
+        if record.status in ("provider_error", "filled") or episode >= episodes or turn >= turns:
             continue
         answer = record.answer
         index_correct[episode, turn] = float(answer is not None and answer == record.truth)

@@ -21,7 +21,13 @@ from tasks.parsing import ParseStatus
 TURNS_FILE = "turns.jsonl"
 
 TurnStatus = Literal[
-    "ok", "no_answer", "bad_format", "unterminated_think", "context_exceeded", "provider_error"
+    "ok",
+    "no_answer",
+    "bad_format",
+    "unterminated_think",
+    "context_exceeded",
+    "provider_error",
+    "filled",
 ]
 
 
@@ -63,6 +69,18 @@ class TurnRecord(BaseModel):
     """Model id the provider reported."""
     error: str | None = None
     """Reason of a ``provider_error`` or ``context_exceeded`` turn."""
+    filled: bool = False
+    """True when the turn was written into the history without calling the model
+    (``history.target_turn``); such turns have status ``filled`` and are not scored."""
+    shown: int | None = None
+    """The answer the history shows for this turn afterwards (rewritten under healed or
+    injected histories; the model's own answer otherwise)."""
+    injected: bool = False
+    """True when ``shown`` is the truth plus an injected error."""
+    sample_answers: list[int | None] | None = None
+    """Parsed answer of every sample when several were drawn (majority vote)."""
+    agreement: float | None = None
+    """Share of samples that gave the majority answer."""
 
     @property
     def outcome(self) -> Outcome:
@@ -74,7 +92,9 @@ class TurnRecord(BaseModel):
     @property
     def parse_status(self) -> ParseStatus | None:
         """The parser's classification, when the provider answered."""
-        return None if self.outcome != "ok" else self.status  # type: ignore[return-value]
+        if self.outcome != "ok" or self.filled:
+            return None
+        return self.status  # type: ignore[return-value]
 
 
 class TurnWriter:

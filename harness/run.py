@@ -6,11 +6,15 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from harness.config import ConfigError, RunConfig
+from pydantic import ValidationError
+
+from harness.config import ConfigError, RunConfig, describe_validation_error
 from harness.files import read_json
+from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from harness.runner import Runner, print_progress
 from harness.summary import format_table, summarize, write_summary
+from providers.base import Provider
 from providers.registry import create_provider
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -58,35 +62,56 @@ def _changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
-async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Run (or resume) the configured experiment in ``run_dir`` and return its summary."""
+async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
+    """Everything that can fail because of the config, done before any model call.
+
+    Builds the task set, creates the provider and runs its preflight check, so a bad value
+    stops the run with one line before a single request is spent.
+    """
     task_set = make_task_set(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = check_resumable(run_dir, config)
     try:
         provider = create_provider(
             config.model.provider,
             config.model.provider_options(),
             concurrency=config.run.concurrency,
         )
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, prefix="model")) from None
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[0]) from None
-    label = config.model.label or provider.label
     try:
         await provider.preflight()
     except BaseException:
         await provider.aclose()
         raise
+    return task_set, provider
+
+
+async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or resume) the configured experiment in ``run_dir`` and return its summary."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = check_resumable(run_dir, config)
+    task_set, provider = await prepare(config)
+    label = config.model.label or provider.label
     if not resuming:
         write_manifest(
             run_dir,
             build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
         )
+    history = config.history
     runner = Runner(
         task_set=task_set,
         provider=provider,
-        sampling=config.model.sampling(),
-        mode=config.task.mode,
+        sampling=config.model.sampling(n=config.run.votes),
+        policy=HistoryPolicy(
+            source=history.source,
+            rate=history.rate,
+            magnitude=history.magnitude,
+            seed=config.run.seed,
+            mode=config.task.mode,
+        ),
+        window=history.window,
+        first_called_turn=(history.target_turn or 1) - 1,
         run_dir=run_dir,
         concurrency=config.run.concurrency,
         run_seed=config.run.seed,

@@ -16,11 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from harness.episode import Conversation
+from harness.history import HistoryPolicy, Shown
 from harness.records import TurnRecord, TurnWriter, latest_records, read_records
+from harness.voting import majority_answer
 from providers.base import ChatResult, FatalProviderError, Provider, Sampling
-from tasks.parsing import parse_reply
-from tasks.prompts import Mode, system_prompt
+from tasks.parsing import ParsedReply, parse_reply
+from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
 
 
@@ -59,29 +63,30 @@ def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
     return by_episode
 
 
-def _record(
-    task_set: TaskSet, episode: int, turn: int, keys: list[str], base: int, result: ChatResult
-) -> TurnRecord:
-    common = dict(
-        episode=episode,
-        turn=turn,
-        keys=keys,
-        delta=int(task_set.turn_delta[episode, turn]),
-        truth=int(task_set.turn_truth[episode, turn]),
-        base=base,
-        reply=result.content,
-        reasoning=result.reasoning,
-        usage=result.usage,
-        latency_s=result.latency_s,
-        finish_reason=result.finish_reason,
-        retries=result.retries,
-        model_id=result.model_id,
-        error=result.error,
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The reply of one turn after voting: what is scored and what the history may show."""
+
+    parsed: ParsedReply
+    content: str
+    sample_answers: list[int | None] | None = None
+    agreement: float | None = None
+
+
+def choose_reply(result: ChatResult, rng_seed: int) -> Reply:
+    """Parse the reply; with several samples, keep the sample that gave the majority answer."""
+    if len(result.samples) <= 1:
+        return Reply(parsed=parse_reply(result.content), content=result.content)
+    parsed = [parse_reply(sample) for sample in result.samples]
+    answers = [p.answer for p in parsed]
+    winner, agreement = majority_answer(answers, np.random.default_rng(rng_seed))
+    index = answers.index(winner) if winner is not None else 0
+    return Reply(
+        parsed=parsed[index],
+        content=result.samples[index],
+        sample_answers=answers,
+        agreement=agreement,
     )
-    if result.outcome != "ok":
-        return TurnRecord(status=result.outcome, **common)
-    parsed = parse_reply(result.content)
-    return TurnRecord(status=parsed.status, answer=parsed.answer, **common)
 
 
 class Runner:
@@ -93,21 +98,25 @@ class Runner:
         task_set: TaskSet,
         provider: Provider,
         sampling: Sampling,
-        mode: Mode,
         run_dir: Path,
         concurrency: int,
+        policy: HistoryPolicy | None = None,
+        window: int | None = None,
+        first_called_turn: int = 0,
         run_seed: int = 0,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
     ) -> None:
         self.task_set = task_set
         self.provider = provider
         self.sampling = sampling
-        self.mode = mode
+        self.policy = policy or HistoryPolicy()
+        self.window = window
+        self.first_called_turn = first_called_turn
         self.run_dir = run_dir
         self.concurrency = concurrency
         self.run_seed = run_seed
         self.on_turn = on_turn
-        self.system = system_prompt(task_set.dictionary, mode, task_set.k)
+        self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
         self.progress = RunProgress(episodes_total=task_set.samples)
 
     async def run(self) -> RunProgress:
@@ -131,30 +140,95 @@ class Runner:
                 await asyncio.gather(*tasks, return_exceptions=True)
         return self.progress
 
+    def _replay(self, conversation: Conversation, record: TurnRecord) -> None:
+        """Rebuild one finished turn of the history from its record (resume)."""
+        conversation.ask(record.keys)
+        if record.filled:
+            shown = self.policy.rewritten(record.episode, record.turn, record.truth)
+        else:
+            parsed = parse_reply(record.reply)
+            shown = self.policy.shown(record.episode, record.turn, record.truth, parsed)
+        conversation.answer(shown)
+
+    def _base_record(self, episode: int, turn: int, keys: list[str], base: int) -> dict:
+        return dict(
+            episode=episode,
+            turn=turn,
+            keys=keys,
+            delta=int(self.task_set.turn_delta[episode, turn]),
+            truth=int(self.task_set.turn_truth[episode, turn]),
+            base=base,
+        )
+
+    def _emit(self, writer: TurnWriter, record: TurnRecord) -> None:
+        writer.write(record)
+        self.progress.turns_done += 1
+        if self.on_turn is not None:
+            self.on_turn(record, self.progress)
+
     async def _run_episode(self, episode: int, done: list[TurnRecord], writer: TurnWriter) -> None:
-        conversation = Conversation(system=self.system, mode=self.mode)
+        conversation = Conversation(system=self.system, window=self.window)
         for record in done:
-            conversation.replay(record)
+            self._replay(conversation, record)
         if done and done[-1].status == "context_exceeded":
             self.progress.episodes_done += 1
             return
         for turn in range(len(done), self.task_set.turns):
             keys = self.task_set.turn_keys(episode, turn)
-            base = conversation.shown_total
+            common = self._base_record(episode, turn, keys, conversation.shown_total)
+            if turn < self.first_called_turn:
+                shown = self.policy.rewritten(episode, turn, common["truth"])
+                conversation.ask(keys)
+                conversation.answer(shown)
+                self._emit(
+                    writer,
+                    TurnRecord(
+                        **common,
+                        status="filled",
+                        filled=True,
+                        shown=shown.value,
+                        injected=shown.injected,
+                    ),
+                )
+                continue
             messages = conversation.ask(keys)
-            sampling = self.sampling.model_copy(
-                update={"seed": request_seed(self.run_seed, episode, turn)}
+            seed = request_seed(self.run_seed, episode, turn)
+            result = await self.provider.chat(
+                messages, self.sampling.model_copy(update={"seed": seed})
             )
-            result = await self.provider.chat(messages, sampling)
-            record = _record(self.task_set, episode, turn, keys, base, result)
-            writer.write(record)
-            self.progress.turns_done += 1
-            if self.on_turn is not None:
-                self.on_turn(record, self.progress)
+            call = dict(
+                usage=result.usage,
+                latency_s=result.latency_s,
+                finish_reason=result.finish_reason,
+                retries=result.retries,
+                model_id=result.model_id,
+                error=result.error,
+                reasoning=result.reasoning,
+            )
             if result.outcome != "ok":
+                self._emit(
+                    writer,
+                    TurnRecord(**common, **call, status=result.outcome, reply=result.content),
+                )
                 conversation.drop_unanswered()
                 break
-            conversation.answer(parse_reply(result.content))
+            reply = choose_reply(result, seed)
+            shown: Shown = self.policy.shown(episode, turn, common["truth"], reply.parsed)
+            self._emit(
+                writer,
+                TurnRecord(
+                    **common,
+                    **call,
+                    status=reply.parsed.status,
+                    answer=reply.parsed.answer,
+                    reply=reply.content,
+                    shown=shown.value,
+                    injected=shown.injected,
+                    sample_answers=reply.sample_answers,
+                    agreement=reply.agreement,
+                ),
+            )
+            conversation.answer(shown)
         self.progress.episodes_done += 1
 
 

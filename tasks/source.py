@@ -33,9 +33,9 @@ def load_task_set(
             max_value=max_value,
             seed=seed,
         )
-    from tasks.dataset_io import import_task_set
-
     path = Path(source).expanduser()
     if not path.exists():
         raise ValueError(f"task.source: no such file or directory: {source}")
+    from tasks.dataset_io import import_task_set
+
     return import_task_set(path).rechunk(k, turns=turns, samples=samples)

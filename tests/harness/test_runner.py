@@ -3,6 +3,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from harness.history import HistoryPolicy
 from harness.records import read_records
 from harness.runner import Runner
 from providers.base import ChatResult, FatalProviderError, Message, Sampling
@@ -28,7 +29,7 @@ def make_runner(tmp_path, provider, *, samples=4, turns=5, k=2, mode="direct", c
         task_set=task_set,
         provider=provider,
         sampling=Sampling(),
-        mode=mode,
+        policy=HistoryPolicy(mode=mode),
         run_dir=tmp_path,
         concurrency=concurrency,
     ), task_set
@@ -95,7 +96,6 @@ async def test_episodes_do_not_wait_for_each_other(tmp_path):
         task_set=task_set,
         provider=ScriptedProvider(script),
         sampling=Sampling(),
-        mode="direct",
         run_dir=tmp_path,
         concurrency=samples,
     )
