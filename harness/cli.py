@@ -21,6 +21,18 @@ from providers.base import FatalProviderError, MissingExtraError
 CONFIG_MODULE = "conf"
 
 
+def _integer_division(total: int, k: int) -> int:
+    if k < 1 or total % k:
+        raise ValueError(f"task.k: {k} does not divide experiment.total_steps={total}")
+    return total // k
+
+
+# Resolvers usable in conf/: ${lhe.div:a,b} (exact division) and ${lhe.is:a,b} (equality,
+# e.g. to switch a provider's thinking flag on with task.mode=thinking).
+OmegaConf.register_new_resolver("lhe.div", _integer_division, replace=True)
+OmegaConf.register_new_resolver("lhe.is", lambda a, b: a == b, replace=True)
+
+
 def compose_config(overrides: list[str] | None = None) -> RunConfig:
     """Compose ``conf/`` with command-line style overrides and validate it, without running.
 

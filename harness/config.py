@@ -159,6 +159,8 @@ class ExperimentConfig(StrictModel):
 
     name: str = "horizon"
     """Experiment name."""
+    total_steps: int | None = Field(None, ge=1)
+    """Fixed task length in steps (``turn_complexity`` derives ``task.turns`` from it)."""
 
 
 class RunConfig(StrictModel):

@@ -19,6 +19,7 @@ already failed, which no later turn can undo.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,7 +135,8 @@ def horizon(
             if name == "task_accuracy":
                 boot_crossing, _ = crossing_points(boot, lengths, s)
                 ci95 = percentile_interval(boot_crossing)
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: unscored
                 lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
             curve_ci[name] = [[_finite(a), _finite(b)] for a, b in zip(lo, hi, strict=True)]
 

@@ -54,6 +54,11 @@ def summarize(
     latest = latest_records(records)
     scores = score_matrices(records, episodes=episodes, turns=turns, k=k)
     estimate, curve_ci = horizon(scores, s, resamples=resamples, rng=np.random.default_rng(seed))
+    history = manifest["config"].get("history", {"source": "own"})
+    # Under a rewritten history the model never builds on its own answers, so task accuracy
+    # and the horizon do not measure execution; turn accuracy is the quantity of interest.
+    own_history = history.get("source", "own") == "own"
+    task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
 
     statuses = Counter(r.status for r in latest.values())
     usage = sum((r.usage for r in records), Usage())
@@ -79,9 +84,13 @@ def summarize(
         "turns_unfinished": unfinished,
         "index_accuracy": _curve(column_means(scores.index_correct)),
         "turn_accuracy": _curve(column_means(scores.turn_correct)),
-        "task_accuracy": _curve(column_means(scores.task_correct)),
+        "task_accuracy": task_curve,
         "ci95": curve_ci,
-        "horizon": {
+        "history": history,
+        "votes": manifest["config"].get("run", {}).get("votes", 1),
+        "horizon": None
+        if not own_history
+        else {
             "s": s,
             "steps": estimate.steps,
             "turns": estimate.turns,
@@ -89,7 +98,7 @@ def summarize(
             "logistic_steps": estimate.logistic_steps,
             "censored": estimate.censored,
         },
-        "prop1": prop1(scores, s),
+        "prop1": prop1(scores, s) if own_history else None,
         "format_errors": sum(statuses[name] for name in FORMAT_ERRORS),
         "format_errors_by_kind": {name: statuses[name] for name in FORMAT_ERRORS},
         "context_exceeded": statuses["context_exceeded"],
@@ -122,29 +131,32 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]) -> str:
     """A short human-readable account of a run."""
-    h = summary["horizon"]
     label = summary["model"] + (
         "  [SIMULATED executor, not a model]" if summary["simulated"] else ""
     )
-    if h["censored"]:
-        horizon_text = f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']})"
-    else:
-        ci = h["ci95"]
-        ci_text = f"  95% CI [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
-        horizon_text = f"{h['steps']:.1f} steps = {h['turns']:.1f} turns{ci_text}"
-    p1 = summary["prop1"]
     lines = [
         f"model      {label}",
         f"task       dict-sum, K={summary['k']}, mode={summary['mode']}, "
         f"{summary['episodes']} episodes x {summary['turns']} turns ({summary['status']})",
-        f"horizon    H_{h['s']:g} = {horizon_text}",
-        f"logistic   H_{h['s']:g} = {_fmt(h['logistic_steps'], 1)} steps",
-        f"prop. 1    p_hat = {_fmt(p1['p_hat'], 4)} -> predicted "
-        f"H = {_fmt(p1['predicted_steps'], 1)} steps",
-        "",
-        f"{'turn':>6} {'turn acc':>9} {'task acc':>9} {'index acc':>10}",
     ]
-    for turn in [t for t in report_turns if 1 <= t <= summary["turns"]]:
+    h = summary["horizon"]
+    if h is None:
+        history = summary["history"]
+        lines.append(
+            f"history    {history['source']} (rate {history.get('rate', 0)}): task accuracy "
+            "and horizon do not apply; see turn accuracy"
+        )
+    else:
+        lines += _horizon_lines(h, summary["prop1"])
+    target = summary.get("history", {}).get("target_turn")
+    shown_turns = sorted({*report_turns, *([target] if target else [])})
+    lines += ["", f"{'turn':>6} {'turn acc':>9} {'task acc':>9} {'index acc':>10}"]
+    measured = [
+        t
+        for t in shown_turns
+        if 1 <= t <= summary["turns"] and summary["index_accuracy"][t - 1] is not None
+    ]
+    for turn in measured:
         i = turn - 1
         lines.append(
             f"{turn:>6} {_fmt(summary['turn_accuracy'][i]):>9} "
@@ -163,6 +175,21 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
     return "\n".join(lines)
 
 
+def _horizon_lines(h: dict[str, Any], p1: dict[str, Any]) -> list[str]:
+    if h["censored"]:
+        horizon_text = f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']})"
+    else:
+        ci = h["ci95"]
+        ci_text = f"  95% CI [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+        horizon_text = f"{h['steps']:.1f} steps = {h['turns']:.1f} turns{ci_text}"
+    return [
+        f"horizon    H_{h['s']:g} = {horizon_text}",
+        f"logistic   H_{h['s']:g} = {_fmt(h['logistic_steps'], 1)} steps",
+        f"prop. 1    p_hat = {_fmt(p1['p_hat'], 4)} -> predicted "
+        f"H = {_fmt(p1['predicted_steps'], 1)} steps",
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     """``lhe-summarize DIR``: recompute a run's summary from its records."""
     parser = argparse.ArgumentParser(description=main.__doc__)
@@ -173,3 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(args.run_dir, s=args.s, resamples=args.bootstrap)
     write_summary(args.run_dir, summary)
     print(format_table(summary, args.run_dir, [1, 5, 10, 20, 50, 100]))
+
+
+if __name__ == "__main__":
+    main()
