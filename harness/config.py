@@ -141,6 +141,19 @@ class RunSettings(StrictModel):
     """Samples per turn; with more than one, the majority answer goes into the history."""
 
 
+class CacheConfig(StrictModel):
+    """The on-disk response cache."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    """``auto`` caches only deterministic requests (temperature 0); ``on`` caches always."""
+    dir: str = "results/.cache"
+    """Cache directory, shared by every run and sweep job that points at it."""
+
+    def active(self, temperature: float) -> bool:
+        """Whether this run uses the cache."""
+        return self.enabled == "on" or (self.enabled == "auto" and temperature == 0.0)
+
+
 class MetricsConfig(StrictModel):
     """How to summarise."""
 
@@ -174,6 +187,8 @@ class RunConfig(StrictModel):
     """The runner section."""
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     """The history section."""
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    """The response-cache section."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """The metrics section."""
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
@@ -196,7 +211,8 @@ class RunConfig(StrictModel):
         neither the requests nor the replies, so a run may be resumed with other values.
         """
         measured = self.model_dump(
-            mode="json", exclude={"metrics": True, "run": {"concurrency", "progress"}}
+            mode="json",
+            exclude={"metrics": True, "cache": True, "run": {"concurrency", "progress"}},
         )
         canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

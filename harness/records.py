@@ -65,6 +65,8 @@ class TurnRecord(BaseModel):
     """Why generation stopped, as reported."""
     retries: int = 0
     """Retried attempts the request needed."""
+    cache_hit: bool = False
+    """True when the reply came from the response cache (no tokens were spent on it)."""
     model_id: str | None = None
     """Model id the provider reported."""
     error: str | None = None

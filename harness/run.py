@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from harness.cache import CachedProvider, ResponseCache
 from harness.config import ConfigError, RunConfig, describe_validation_error
 from harness.files import read_json
 from harness.history import HistoryPolicy
@@ -92,6 +94,8 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
     task_set, provider = await prepare(config)
+    if config.cache.active(config.model.temperature):
+        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
     label = config.model.label or provider.label
     if not resuming:
         write_manifest(
@@ -124,6 +128,9 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     status = "failed" if progress.fatal_error else None
     summary = summarize(run_dir, status=status, note=progress.fatal_error)
     summary["turns_resumed"] = progress.turns_resumed
+    if isinstance(provider, CachedProvider):
+        summary["cache"] = vars(provider.stats)
+    summary["elapsed_s"] = round(time.monotonic() - progress.started, 3)
     write_summary(run_dir, summary)
     print(format_table(summary, run_dir, config.metrics.report_turns))
     return summary

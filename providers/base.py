@@ -99,6 +99,8 @@ class ChatResult(BaseModel):
     """One-line reason when ``outcome`` is not ``ok``."""
     retries: int = 0
     """Attempts beyond the first that this request needed."""
+    cache_hit: bool = False
+    """True when the harness's response cache answered instead of the provider."""
 
 
 class FatalProviderError(RuntimeError):
