@@ -129,4 +129,4 @@ def single_turn_capacity(table: pd.DataFrame, s: float = 0.5) -> pd.DataFrame:
                 break
             capacity = int(k)
         rows.append({"model": model, "mode": mode, "capacity_steps": capacity, "s": s})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "mode", "capacity_steps", "s"])

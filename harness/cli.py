@@ -7,6 +7,7 @@ Any field can be overridden (``lhe model=simulated model.p=0.95 task.k=2``) or s
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -57,8 +58,53 @@ def app(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+LAUNCHER_PLUGINS = {
+    "joblib": "hydra_plugins.hydra_joblib_launcher",
+    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
+    "slurm": "hydra_plugins.hydra_submitit_launcher",
+}
+
+
+def missing_launcher(argv: list[str]) -> str | None:
+    """A one-line install hint when a requested Hydra launcher plugin is not installed."""
+    for arg in argv:
+        name = arg.partition("hydra/launcher=")[2]
+        module = LAUNCHER_PLUGINS.get(name)
+        if module and importlib.util.find_spec(module) is None:
+            return f"hydra/launcher={name} needs the sweep extra: pip install -e '.[sweep]'"
+    return None
+
+
+def expand_resume(argv: list[str]) -> list[str]:
+    """Turn ``resume=DIR`` into the overrides the run in DIR was started with.
+
+    The run is then composed exactly as before and continues in DIR; if the config files
+    changed since, the config hash differs and the run refuses to mix results.
+    """
+    resume = [a for a in argv if a.startswith("resume=")]
+    if not resume:
+        return argv
+    run_dir = Path(resume[-1].partition("=")[2]).expanduser()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.exists():
+        raise ConfigError(f"resume: {run_dir} has no .hydra/overrides.yaml (not an lhe run dir)")
+    previous = [str(o) for o in OmegaConf.load(saved) if not str(o).startswith("hydra.run.dir=")]
+    rest = [a for a in argv if not a.startswith("resume=")]
+    return [*previous, *rest, f"hydra.run.dir={run_dir}"]
+
+
 def main() -> None:
     """Console-script entry point."""
+    argv = sys.argv[1:]
+    try:
+        hint = missing_launcher(argv)
+        if hint:
+            raise ConfigError(hint)
+        sys.argv[1:] = expand_resume(argv)
+    except ConfigError as exc:
+        print(f"lhe: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     app()
 
 

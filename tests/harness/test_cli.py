@@ -127,3 +127,44 @@ def test_resuming_with_a_different_config_is_refused_naming_the_fields(tmp_path)
     again = subprocess.run([*common, "model.p=0.5"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 2
     assert "model.p" in again.stderr
+
+
+def test_resume_dir_continues_the_same_run(tmp_path):
+    run_dir = tmp_path / "run"
+    first = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "model=simulated",
+        "task.samples=3",
+        "task.turns=5",
+        f"hydra.run.dir={run_dir}",
+    ]
+    assert subprocess.run(first, capture_output=True, timeout=120).returncode == 0
+    # drop the last turn of every episode as if the run had been killed
+    path = run_dir / "turns.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["turn"] < 4]
+    path.write_text("".join(kept))
+    again = subprocess.run(
+        [sys.executable, "-m", "harness.cli", f"resume={run_dir}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 15
+    assert sorted((r["episode"], r["turn"]) for r in records) == [
+        (e, t) for e in range(3) for t in range(5)
+    ]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["turns_resumed"] == 12
+
+
+def test_missing_launcher_plugin_gives_an_install_hint(monkeypatch):
+    from harness import cli
+
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
+    assert "pip install -e '.[sweep]'" in cli.missing_launcher(["-m", "hydra/launcher=joblib"])
+    assert cli.missing_launcher(["model=simulated"]) is None
