@@ -64,6 +64,17 @@ class TaskConfig(StrictModel):
         return self
 
 
+class PriceConfig(StrictModel):
+    """Price of a model's tokens in US dollars per million tokens."""
+
+    input: float = Field(ge=0.0)
+    """Uncached prompt tokens."""
+    cached_input: float | None = Field(None, ge=0.0)
+    """Prompt tokens served from the provider's prompt cache (defaults to ``input``)."""
+    output: float = Field(ge=0.0)
+    """Generated tokens, reasoning included."""
+
+
 class ModelConfig(BaseModel):
     """Which model to call and how to sample; other keys go to the provider's own config."""
 
@@ -83,6 +94,9 @@ class ModelConfig(BaseModel):
     """Stop sequences."""
     extra_body: dict[str, Any] = Field(default_factory=dict)
     """Provider-specific request fields passed through unchanged."""
+    price: PriceConfig | None = None
+    """Token prices; when absent they are looked up in ``conf/prices.yaml`` by model name,
+    and a model with no known price has an unknown cost (never 0)."""
 
     def sampling(self, n: int = 1) -> Sampling:
         """The per-request settings (the runner adds the seed)."""
@@ -154,6 +168,29 @@ class CacheConfig(StrictModel):
         return self.enabled == "on" or (self.enabled == "auto" and temperature == 0.0)
 
 
+class BudgetConfig(StrictModel):
+    """Spending limits of one run (a sweep job is one run)."""
+
+    max_usd: float | None = Field(None, gt=0.0)
+    """Stop starting new turns once the run's cost reaches this many dollars."""
+    max_tokens: int | None = Field(None, ge=1)
+    """Stop starting new turns once prompt + completion tokens reach this count."""
+
+
+class StopConfig(StrictModel):
+    """Ending episodes or the run early when only the horizon is wanted."""
+
+    after_failure: bool = False
+    """End each episode at its first task failure (turn accuracy after it is not measured)."""
+    when_decided: bool = False
+    """End the run once the horizon is decided: task accuracy's interval is entirely below
+    ``metrics.s`` at some length and the horizon interval is within ``horizon_precision``."""
+    horizon_precision: float = Field(0.1, gt=0.0)
+    """Relative half-width of the horizon's 95% interval that counts as decided."""
+    min_episodes: int = Field(20, ge=2)
+    """Never decide on fewer finished episodes than this."""
+
+
 class MetricsConfig(StrictModel):
     """How to summarise."""
 
@@ -189,6 +226,12 @@ class RunConfig(StrictModel):
     """The history section."""
     cache: CacheConfig = Field(default_factory=CacheConfig)
     """The response-cache section."""
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    """The spending-limit section."""
+    stop: StopConfig = Field(default_factory=StopConfig)
+    """The early-stopping section."""
+    estimate: bool = False
+    """Print the expected tokens and cost of the run and exit without calling the model."""
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     """The metrics section."""
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
@@ -207,12 +250,19 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display and the metrics section are left out: they change
-        neither the requests nor the replies, so a run may be resumed with other values.
+        Concurrency, the progress display, the cache, the budget and the metrics section are
+        left out: they change neither the requests nor the replies, so a run may be resumed
+        with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
-            exclude={"metrics": True, "cache": True, "run": {"concurrency", "progress"}},
+            exclude={
+                "metrics": True,
+                "cache": True,
+                "budget": True,
+                "estimate": True,
+                "run": {"concurrency", "progress"},
+            },
         )
         canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()

@@ -35,6 +35,8 @@ from harness.statistics import (
     weighted_column_means,
 )
 
+UNSCORED_STATUSES = ("provider_error", "filled")
+"""Statuses that carry no score: the provider failed, or the turn was filled without a call."""
 FORMAT_ERRORS = ("no_answer", "bad_format", "unterminated_think")
 """Statuses that mean the provider answered but the reply held no usable integer."""
 
@@ -61,7 +63,7 @@ def score_matrices(
     index_correct = np.full((episodes, turns), np.nan)
     turn_correct = np.full((episodes, turns), np.nan)
     for (episode, turn), record in latest_records(records).items():
-        if record.status in ("provider_error", "filled") or episode >= episodes or turn >= turns:
+        if record.status in UNSCORED_STATUSES or episode >= episodes or turn >= turns:
             continue
         answer = record.answer
         index_correct[episode, turn] = float(answer is not None and answer == record.truth)

@@ -14,6 +14,7 @@ from harness.config import ConfigError, RunConfig, describe_validation_error
 from harness.files import read_json
 from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from harness.report import write_run_report
 from harness.runner import Runner, print_progress
 from harness.summary import format_table, summarize, write_summary
 from providers.base import Provider
@@ -132,7 +133,9 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         summary["cache"] = vars(provider.stats)
     summary["elapsed_s"] = round(time.monotonic() - progress.started, 3)
     write_summary(run_dir, summary)
+    report = write_run_report(run_dir)
     print(format_table(summary, run_dir, config.metrics.report_turns))
+    print(f"           {report}")
     return summary
 
 
