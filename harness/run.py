@@ -9,13 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from harness.budget import Budget
 from harness.cache import CachedProvider, ResponseCache
 from harness.config import ConfigError, RunConfig, describe_validation_error
 from harness.files import read_json
 from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from harness.report import write_run_report
-from harness.runner import Runner, print_progress
+from harness.runner import EarlyStop, Runner, print_progress
 from harness.summary import format_table, summarize, write_summary
 from providers.base import Provider
 from providers.registry import create_provider
@@ -120,14 +121,33 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         run_dir=run_dir,
         concurrency=config.run.concurrency,
         run_seed=config.run.seed,
+        budget=Budget(max_usd=config.budget.max_usd, max_tokens=config.budget.max_tokens),
+        early_stop=EarlyStop(
+            after_failure=config.stop.after_failure,
+            when_decided=config.stop.when_decided,
+            s=config.metrics.s,
+            precision=config.stop.horizon_precision,
+            min_episodes=config.stop.min_episodes,
+            seed=config.metrics.seed,
+        ),
         on_turn=print_progress if config.run.progress else None,
     )
     try:
         progress = await runner.run()
     finally:
         await provider.aclose()
-    status = "failed" if progress.fatal_error else None
-    summary = summarize(run_dir, status=status, note=progress.fatal_error)
+    status, note = None, None
+    if progress.fatal_error:
+        status, note = "failed", progress.fatal_error
+    elif progress.stopped_by:
+        status, note = "stopped", f"stopped early by {progress.stopped_by}"
+    summary = summarize(run_dir, status=status, note=note)
+    summary["stopped_by"] = progress.stopped_by
+    if config.stop.after_failure:
+        summary["notes"] = [
+            "stop.after_failure: each episode ended at its first failure, so turn accuracy "
+            "after it is not measured (later turns average over surviving episodes only)"
+        ]
     summary["turns_resumed"] = progress.turns_resumed
     if isinstance(provider, CachedProvider):
         summary["cache"] = vars(provider.stats)

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.budget import Budget
 from harness.episode import Conversation
 from harness.history import HistoryPolicy, Shown
 from harness.records import TurnRecord, TurnWriter, latest_records, read_records
+from harness.stopping import horizon_decided
 from harness.voting import majority_answer
 from providers.base import ChatResult, FatalProviderError, Provider, Sampling
 from tasks.parsing import ParsedReply, parse_reply
@@ -38,6 +40,8 @@ class RunProgress:
     turns_resumed: int = 0
     started: float = field(default_factory=time.monotonic)
     fatal_error: str | None = None
+    stopped_by: str | None = None
+    """Config field that ended the run early (``budget.max_usd``, ``stop.when_decided``)."""
 
 
 def request_seed(run_seed: int, episode: int, turn: int) -> int:
@@ -61,6 +65,18 @@ def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
             continue
         done.append(record)
     return by_episode
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """When to stop before every turn has run (``stop.*`` in the config)."""
+
+    after_failure: bool = False
+    when_decided: bool = False
+    s: float = 0.5
+    precision: float = 0.1
+    min_episodes: int = 20
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +120,8 @@ class Runner:
         window: int | None = None,
         first_called_turn: int = 0,
         run_seed: int = 0,
+        budget: Budget | None = None,
+        early_stop: EarlyStop | None = None,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
     ) -> None:
         self.task_set = task_set
@@ -116,6 +134,11 @@ class Runner:
         self.concurrency = concurrency
         self.run_seed = run_seed
         self.on_turn = on_turn
+        self.budget = budget or Budget()
+        self.early_stop = early_stop or EarlyStop()
+        # index correctness of finished episodes, for stop.when_decided
+        self._finished_rows: list[np.ndarray] = []
+        self._decision_rng = np.random.default_rng(self.early_stop.seed)
         self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
         self.progress = RunProgress(episodes_total=task_set.samples)
 
@@ -128,7 +151,8 @@ class Runner:
 
             async def guarded(episode: int) -> None:
                 async with semaphore:
-                    await self._run_episode(episode, prior.get(episode, []), writer)
+                    if self.progress.stopped_by is None:
+                        await self._run_episode(episode, prior.get(episode, []), writer)
 
             tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
             try:
@@ -163,33 +187,66 @@ class Runner:
     def _emit(self, writer: TurnWriter, record: TurnRecord) -> None:
         writer.write(record)
         self.progress.turns_done += 1
+        self.budget.add(record)
+        if self.progress.stopped_by is None:
+            self.progress.stopped_by = self.budget.exhausted()
         if self.on_turn is not None:
             self.on_turn(record, self.progress)
+
+    def _episode_finished(self, records: list[TurnRecord]) -> None:
+        """Count a finished episode and, with ``stop.when_decided``, check the horizon."""
+        self.progress.episodes_done += 1
+        if not self.early_stop.when_decided:
+            return
+        row = np.full(self.task_set.turns, np.nan)
+        for record in records:
+            if record.status not in ("provider_error", "filled"):
+                row[record.turn] = float(record.answer == record.truth)
+        self._finished_rows.append(row)
+        done = len(self._finished_rows)
+        if done < self.early_stop.min_episodes or self.progress.stopped_by is not None:
+            return
+        if horizon_decided(
+            np.vstack(self._finished_rows),
+            k=self.task_set.k,
+            s=self.early_stop.s,
+            precision=self.early_stop.precision,
+            rng=self._decision_rng,
+        ):
+            self.progress.stopped_by = "stop.when_decided"
+
+    def _ended(self, records: list[TurnRecord]) -> bool:
+        """True when an episode's records so far mean it must not continue."""
+        if not records:
+            return False
+        last = records[-1]
+        if last.status == "context_exceeded":
+            return True
+        return self.early_stop.after_failure and not last.filled and last.answer != last.truth
 
     async def _run_episode(self, episode: int, done: list[TurnRecord], writer: TurnWriter) -> None:
         conversation = Conversation(system=self.system, window=self.window)
         for record in done:
             self._replay(conversation, record)
-        if done and done[-1].status == "context_exceeded":
-            self.progress.episodes_done += 1
-            return
+        records = list(done)
         for turn in range(len(done), self.task_set.turns):
+            if self._ended(records) or self.progress.stopped_by is not None:
+                break
             keys = self.task_set.turn_keys(episode, turn)
             common = self._base_record(episode, turn, keys, conversation.shown_total)
             if turn < self.first_called_turn:
                 shown = self.policy.rewritten(episode, turn, common["truth"])
                 conversation.ask(keys)
                 conversation.answer(shown)
-                self._emit(
-                    writer,
-                    TurnRecord(
-                        **common,
-                        status="filled",
-                        filled=True,
-                        shown=shown.value,
-                        injected=shown.injected,
-                    ),
+                record = TurnRecord(
+                    **common,
+                    status="filled",
+                    filled=True,
+                    shown=shown.value,
+                    injected=shown.injected,
                 )
+                self._emit(writer, record)
+                records.append(record)
                 continue
             messages = conversation.ask(keys)
             seed = request_seed(self.run_seed, episode, turn)
@@ -207,30 +264,30 @@ class Runner:
                 reasoning=result.reasoning,
             )
             if result.outcome != "ok":
-                self._emit(
-                    writer,
-                    TurnRecord(**common, **call, status=result.outcome, reply=result.content),
-                )
+                record = TurnRecord(**common, **call, status=result.outcome, reply=result.content)
+                self._emit(writer, record)
+                records.append(record)
                 conversation.drop_unanswered()
+                if result.outcome == "provider_error":
+                    return  # not finished: a resume re-runs it
                 break
             reply = choose_reply(result, seed)
             shown: Shown = self.policy.shown(episode, turn, common["truth"], reply.parsed)
-            self._emit(
-                writer,
-                TurnRecord(
-                    **common,
-                    **call,
-                    status=reply.parsed.status,
-                    answer=reply.parsed.answer,
-                    reply=reply.content,
-                    shown=shown.value,
-                    injected=shown.injected,
-                    sample_answers=reply.sample_answers,
-                    agreement=reply.agreement,
-                ),
+            record = TurnRecord(
+                **common,
+                **call,
+                status=reply.parsed.status,
+                answer=reply.parsed.answer,
+                reply=reply.content,
+                shown=shown.value,
+                injected=shown.injected,
+                sample_answers=reply.sample_answers,
+                agreement=reply.agreement,
             )
+            self._emit(writer, record)
+            records.append(record)
             conversation.answer(shown)
-        self.progress.episodes_done += 1
+        self._episode_finished(records)
 
 
 def print_progress(record: TurnRecord, progress: RunProgress) -> None:

@@ -22,7 +22,7 @@ from harness.metrics import (
     prop1,
     score_matrices,
 )
-from harness.records import TURNS_FILE, latest_records, read_records
+from harness.records import TURNS_FILE, TurnRecord, latest_records, read_records
 from providers.base import Usage
 
 SUMMARY_FILE = "summary.json"
@@ -63,10 +63,11 @@ def summarize(
     statuses = Counter(r.status for r in latest.values())
     usage = sum((r.usage for r in records), Usage())
     scored = int((~np.isnan(scores.index_correct)).sum())
+    after_failure = manifest["config"].get("stop", {}).get("after_failure", False)
     unfinished = (
         episodes * turns
         - sum(1 for r in latest.values() if r.status != "provider_error")
-        - _turns_cut_by_context(latest, turns)
+        - _turns_not_needed(latest, turns, after_failure)
     )
     if status is None:
         status = "complete" if unfinished == 0 else "incomplete"
@@ -111,11 +112,26 @@ def summarize(
     }
 
 
-def _turns_cut_by_context(latest: dict, turns: int) -> int:
-    """Turns never asked because their episode ran out of context earlier (a result, not a gap)."""
-    return sum(
-        turns - 1 - turn for (_e, turn), r in latest.items() if r.status == "context_exceeded"
-    )
+def _turns_not_needed(
+    latest: dict[tuple[int, int], TurnRecord], turns: int, after_failure: bool
+) -> int:
+    """Turns never asked because their episode had already ended.
+
+    An episode ends when it runs out of context (a result) or, under ``stop.after_failure``,
+    at its first failure. Such turns are not gaps in the run.
+    """
+
+    def ends_episode(record: TurnRecord) -> bool:
+        if record.status == "context_exceeded":
+            return True
+        failed = record.status != "provider_error" and record.answer != record.truth
+        return after_failure and not record.filled and failed
+
+    first_end: dict[int, int] = {}
+    for (episode, turn), record in latest.items():
+        if ends_episode(record) and turn < first_end.get(episode, turns):
+            first_end[episode] = turn
+    return sum(turns - 1 - turn for turn in first_end.values())
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
@@ -139,6 +155,8 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         f"task       dict-sum, K={summary['k']}, mode={summary['mode']}, "
         f"{summary['episodes']} episodes x {summary['turns']} turns ({summary['status']})",
     ]
+    if summary.get("note"):
+        lines.append(f"note       {summary['note']}")
     h = summary["horizon"]
     if h is None:
         history = summary["history"]

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from harness.budget import Budget
+from harness.cli import compose_config
+from harness.records import TurnRecord, read_records
+from harness.run import execute
+from harness.stopping import horizon_decided
+from providers.base import Usage
+
+SIM = ["model=simulated", "model.p=0.9", "metrics.bootstrap=100"]
+
+
+async def test_after_failure_ends_each_episode_at_its_first_failure(tmp_path):
+    config = compose_config([*SIM, "task.samples=60", "task.turns=30", "stop.after_failure=true"])
+    summary = await execute(config, tmp_path)
+    by_episode: dict[int, list[TurnRecord]] = {}
+    for record in read_records(tmp_path):
+        by_episode.setdefault(record.episode, []).append(record)
+    for records in by_episode.values():
+        wrong = [r.turn for r in records if r.answer != r.truth]
+        assert wrong == [] or wrong == [records[-1].turn]  # the failure is the last turn run
+        assert len(records) == 30 or wrong
+    assert summary["status"] == "complete" and summary["turns_unfinished"] == 0
+    assert summary["task_accuracy"][-1] is not None and summary["notes"]
+
+
+async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
+    common = [*SIM, "task.samples=80", "task.turns=40"]
+    full = await execute(compose_config(common), tmp_path / "full")
+    cheap = await execute(compose_config([*common, "stop.after_failure=true"]), tmp_path / "cheap")
+    assert cheap["horizon"]["steps"] == full["horizon"]["steps"]
+    assert cheap["usage"]["prompt_tokens"] < full["usage"]["prompt_tokens"] / 2
+
+
+async def test_token_budget_stops_new_turns_and_says_so(tmp_path):
+    config = compose_config([*SIM, "task.samples=20", "task.turns=20", "budget.max_tokens=20000"])
+    summary = await execute(config, tmp_path)
+    records = read_records(tmp_path)
+    spent = sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in records)
+    assert summary["status"] == "stopped" and summary["stopped_by"] == "budget.max_tokens"
+    assert spent >= 20000
+    # only the turns in flight when the limit was reached went past it (at most one per slot)
+    assert len(records) < 20 * 20
+    assert summary["turns_unfinished"] == 20 * 20 - len(records)
+
+
+def test_budget_counts_nothing_for_cache_hits_and_filled_turns():
+    budget = Budget(max_tokens=100, cost_of=lambda u: u.prompt_tokens * 1e-6)
+    base = dict(episode=0, turn=0, keys=["a"], delta=1, truth=1, base=0, status="ok")
+    budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60, completion_tokens=5)))
+    budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60), cache_hit=True))
+    assert budget.spent_tokens == 65 and budget.exhausted() is None
+    budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=40)))
+    assert budget.exhausted() == "budget.max_tokens"
+    assert budget.spent_usd == pytest.approx(1e-4)
+
+
+def test_horizon_is_decided_only_when_the_interval_is_narrow():
+    rng = np.random.default_rng(0)
+    p, turns = 0.8, 30
+    few = (rng.random((8, turns)) < p).astype(float)
+    many = (rng.random((3000, turns)) < p).astype(float)
+    assert not horizon_decided(few, k=1, s=0.5, precision=0.1, rng=np.random.default_rng(1))
+    assert horizon_decided(many, k=1, s=0.5, precision=0.1, rng=np.random.default_rng(1))
+    never_failing = np.ones((3000, turns))
+    assert not horizon_decided(never_failing, k=1, s=0.5, precision=0.5, rng=rng)
+
+
+async def test_when_decided_stops_a_long_run_early(tmp_path):
+    config = compose_config(
+        [
+            *SIM,
+            "task.samples=3000",
+            "task.turns=30",
+            "run.concurrency=20",
+            "stop.after_failure=true",
+            "stop.when_decided=true",
+            "stop.horizon_precision=0.15",
+            "stop.min_episodes=100",
+        ]
+    )
+    summary = await execute(config, tmp_path)
+    assert summary["stopped_by"] == "stop.when_decided"
+    episodes_run = len({r.episode for r in read_records(tmp_path)})
+    assert episodes_run < 3000
+    expected = np.log(0.5) / np.log(0.9)
+    assert abs(summary["horizon"]["steps"] - expected) / expected < 0.2
