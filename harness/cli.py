@@ -52,10 +52,12 @@ def app(cfg: DictConfig) -> None:
     raw = OmegaConf.to_container(cfg, resolve=True)
     try:
         config = load_config(raw)  # type: ignore[arg-type]
-        run(config, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(config, Path(HydraConfig.get().runtime.output_dir))
     except (ConfigError, MissingExtraError, FatalProviderError) as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if summary["status"] == "interrupted":
+        sys.exit(130)
 
 
 LAUNCHER_PLUGINS = {

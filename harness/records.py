@@ -20,6 +20,10 @@ from tasks.parsing import ParseStatus
 
 TURNS_FILE = "turns.jsonl"
 
+MAX_STORED_CHARS = 65_536
+"""Replies and reasoning longer than this are stored cut, with their original length: a
+server that answers with megabytes must not bloat every later read of the run."""
+
 TurnStatus = Literal[
     "ok",
     "no_answer",
@@ -54,9 +58,12 @@ class TurnRecord(BaseModel):
     answer: int | None = None
     """The parsed integer, if any."""
     reply: str = ""
-    """The raw visible reply."""
+    """The raw visible reply (cut at ``MAX_STORED_CHARS``; see ``reply_chars``)."""
+    reply_chars: int | None = None
+    """Original length of a reply that was stored cut; None when stored whole."""
     reasoning: str | None = None
-    """Reasoning the provider returned apart from the reply (never shown to the model again)."""
+    """Reasoning the provider returned apart from the reply (never shown to the model again;
+    cut like ``reply``)."""
     usage: Usage = Field(default_factory=Usage)
     """Token counts of this turn's request."""
     latency_s: float = 0.0
@@ -150,3 +157,10 @@ def latest_records(records: list[TurnRecord]) -> dict[tuple[int, int], TurnRecor
     for record in records:
         latest[(record.episode, record.turn)] = record
     return latest
+
+
+def clip(text: str | None) -> tuple[str | None, int | None]:
+    """Cut text longer than ``MAX_STORED_CHARS``; returns (stored text, original length)."""
+    if text is None or len(text) <= MAX_STORED_CHARS:
+        return text, None
+    return text[:MAX_STORED_CHARS], len(text)

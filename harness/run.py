@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,9 @@ from harness.config import ConfigError, RunConfig, describe_validation_error
 from harness.files import read_json
 from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from harness.progress import ProgressLine
 from harness.report import write_run_report
-from harness.runner import EarlyStop, Runner, print_progress
+from harness.runner import EarlyStop, Runner
 from harness.summary import format_table, summarize, write_summary
 from providers.base import Provider
 from providers.registry import create_provider
@@ -105,6 +109,7 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
             build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
         )
     history = config.history
+    progress_line = ProgressLine()
     runner = Runner(
         task_set=task_set,
         provider=provider,
@@ -130,15 +135,20 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
             min_episodes=config.stop.min_episodes,
             seed=config.metrics.seed,
         ),
-        on_turn=print_progress if config.run.progress else None,
+        on_turn=progress_line if config.run.progress else None,
     )
+    remove_handlers = _handle_signals(runner, run_dir)
     try:
         progress = await runner.run()
     finally:
+        remove_handlers()
+        progress_line.close()
         await provider.aclose()
     status, note = None, None
     if progress.fatal_error:
         status, note = "failed", progress.fatal_error
+    elif progress.stopped_by and progress.stopped_by.startswith("signal"):
+        status, note = "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
     elif progress.stopped_by:
         status, note = "stopped", f"stopped early by {progress.stopped_by}"
     summary = summarize(run_dir, status=status, note=note)
@@ -157,6 +167,39 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     print(format_table(summary, run_dir, config.metrics.report_turns))
     print(f"           {report}")
     return summary
+
+
+def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
+    """SIGINT/SIGTERM: the first lets turns in flight finish, a second drops them.
+
+    Either way every record on disk is a whole turn, and the message says how to resume.
+    Returns a function that removes the handlers.
+    """
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if runner.progress.stopped_by is None:
+            runner.stop(f"signal {sig.name}")
+            print(
+                f"\nlhe: {sig.name}: finishing the turns in flight (again to drop them); "
+                f"resume with: lhe resume={run_dir}",
+                file=sys.stderr,
+            )
+        else:
+            runner.abort()
+
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signal support
+        return lambda: None
+
+    def remove() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    return remove
 
 
 def run(config: RunConfig, run_dir: Path) -> dict[str, Any]:

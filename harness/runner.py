@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ import numpy as np
 from harness.budget import Budget
 from harness.episode import Conversation
 from harness.history import HistoryPolicy, Shown
-from harness.records import TurnRecord, TurnWriter, latest_records, read_records
+from harness.records import TurnRecord, TurnWriter, clip, latest_records, read_records
 from harness.stopping import horizon_decided
 from harness.voting import majority_answer
 from providers.base import ChatResult, FatalProviderError, Provider, Sampling
-from tasks.parsing import ParsedReply, parse_reply
+from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
 from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
 
@@ -139,6 +138,8 @@ class Runner:
         # index correctness of finished episodes, for stop.when_decided
         self._finished_rows: list[np.ndarray] = []
         self._decision_rng = np.random.default_rng(self.early_stop.seed)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._aborted = False
         self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
         self.progress = RunProgress(episodes_total=task_set.samples)
 
@@ -154,15 +155,28 @@ class Runner:
                     if self.progress.stopped_by is None:
                         await self._run_episode(episode, prior.get(episode, []), writer)
 
-            tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
+            self._tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
             try:
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*self._tasks)
             except FatalProviderError as exc:
                 self.progress.fatal_error = str(exc)
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                self.abort()
+            except asyncio.CancelledError:
+                if not self._aborted:
+                    raise
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         return self.progress
+
+    def stop(self, reason: str) -> None:
+        """Start no new turn; turns in flight finish and are recorded."""
+        if self.progress.stopped_by is None:
+            self.progress.stopped_by = reason
+
+    def abort(self) -> None:
+        """Drop the turns in flight too: nothing half-done is recorded (a resume redoes them)."""
+        self._aborted = True
+        for task in self._tasks:
+            task.cancel()
 
     def _replay(self, conversation: Conversation, record: TurnRecord) -> None:
         """Rebuild one finished turn of the history from its record (resume)."""
@@ -170,7 +184,12 @@ class Runner:
         if record.filled:
             shown = self.policy.rewritten(record.episode, record.turn, record.truth)
         else:
-            parsed = parse_reply(record.reply)
+            # The record's own parse, not a re-parse: a long reply is stored cut.
+            parsed = ParsedReply(
+                status=record.status,  # type: ignore[arg-type]
+                answer=record.answer,
+                visible=strip_reasoning(record.reply)[0],
+            )
             shown = self.policy.shown(record.episode, record.turn, record.truth, parsed)
         conversation.answer(shown)
 
@@ -188,8 +207,9 @@ class Runner:
         writer.write(record)
         self.progress.turns_done += 1
         self.budget.add(record)
-        if self.progress.stopped_by is None:
-            self.progress.stopped_by = self.budget.exhausted()
+        exhausted = self.budget.exhausted()
+        if exhausted:
+            self.stop(exhausted)
         if self.on_turn is not None:
             self.on_turn(record, self.progress)
 
@@ -213,7 +233,7 @@ class Runner:
             precision=self.early_stop.precision,
             rng=self._decision_rng,
         ):
-            self.progress.stopped_by = "stop.when_decided"
+            self.stop("stop.when_decided")
 
     def _ended(self, records: list[TurnRecord]) -> bool:
         """True when an episode's records so far mean it must not continue."""
@@ -253,6 +273,7 @@ class Runner:
             result = await self.provider.chat(
                 messages, self.sampling.model_copy(update={"seed": seed})
             )
+            reasoning, _ = clip(result.reasoning)
             call = dict(
                 usage=result.usage,
                 latency_s=result.latency_s,
@@ -261,10 +282,13 @@ class Runner:
                 cache_hit=result.cache_hit,
                 model_id=result.model_id,
                 error=result.error,
-                reasoning=result.reasoning,
+                reasoning=reasoning,
             )
             if result.outcome != "ok":
-                record = TurnRecord(**common, **call, status=result.outcome, reply=result.content)
+                stored, length = clip(result.content)
+                record = TurnRecord(
+                    **common, **call, status=result.outcome, reply=stored, reply_chars=length
+                )
                 self._emit(writer, record)
                 records.append(record)
                 conversation.drop_unanswered()
@@ -273,12 +297,14 @@ class Runner:
                 break
             reply = choose_reply(result, seed)
             shown: Shown = self.policy.shown(episode, turn, common["truth"], reply.parsed)
+            stored, length = clip(reply.content)
             record = TurnRecord(
                 **common,
                 **call,
                 status=reply.parsed.status,
                 answer=reply.parsed.answer,
-                reply=reply.content,
+                reply=stored,
+                reply_chars=length,
                 shown=shown.value,
                 injected=shown.injected,
                 sample_answers=reply.sample_answers,
@@ -288,15 +314,3 @@ class Runner:
             records.append(record)
             conversation.answer(shown)
         self._episode_finished(records)
-
-
-def print_progress(record: TurnRecord, progress: RunProgress) -> None:
-    """A one-line progress display on a terminal; silent otherwise."""
-    if not sys.stderr.isatty():
-        return
-    elapsed = max(time.monotonic() - progress.started, 1e-9)
-    sys.stderr.write(
-        f"\r{progress.episodes_done}/{progress.episodes_total} episodes, "
-        f"{progress.turns_done} turns, {progress.turns_done / elapsed:.1f} turns/s   "
-    )
-    sys.stderr.flush()

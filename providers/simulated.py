@@ -14,6 +14,7 @@ the results.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -40,6 +41,8 @@ class SimulatedConfig(BaseModel):
     """Seed mixed into every reply's generator."""
     chars_per_token: float = Field(4.0, gt=0.0)
     """Approximation used for the (estimated) token counts."""
+    latency_s: float = Field(0.0, ge=0.0)
+    """Seconds each reply takes (an asyncio sleep), to exercise scheduling and interrupts."""
 
 
 def _last_answer(content: str) -> int | None:
@@ -113,6 +116,8 @@ class SimulatedProvider(Provider):
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`."""
+        if self.config.latency_s:
+            await asyncio.sleep(self.config.latency_s)
         samples = [self._answer(messages, sampling, i) for i in range(sampling.n)]
         prompt_chars = sum(len(m.content) for m in messages)
         completion_chars = sum(len(s) for s in samples)
@@ -127,6 +132,7 @@ class SimulatedProvider(Provider):
             ),
             finish_reason="stop",
             model_id=self.label,
+            latency_s=self.config.latency_s,
         )
 
 
