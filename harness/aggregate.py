@@ -66,6 +66,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "rate": history.get("rate", 0.0),
         "window": history.get("window"),
         "target_turn": target,
+        "filled_turns": (history.get("target_turn") or 1) - 1,
         "votes": summary.get("votes", 1),
         "status": summary["status"],
         "horizon_steps": horizon.get("steps"),

@@ -357,6 +357,7 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
             (TURN_FIGURE, "turn and index accuracy per turn"),
             (TASK_FIGURE, "task accuracy against task length, with horizons"),
         )
+        if (run_dir / name).exists()  # no task figure under a rewritten history
     )
     config_json = json.dumps(manifest.get("config", {}), indent=2)
     sections = [
@@ -422,3 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     for path in paths:
         print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -46,3 +46,24 @@ def test_single_turn_capacity_is_the_largest_length_solved_at_s(tmp_path):
     # accuracy at L is about 0.9**L: >= 0.5 up to L = 6, so 4 is the largest grid point
     assert capacity["capacity_steps"].tolist() == [4]
     assert (tmp_path / "report" / "single_turn_capacity.md").exists()
+
+
+def test_self_conditioning_sweep_reports_turn_t_accuracy_against_the_rate(tmp_path):
+    sweep(
+        tmp_path,
+        "experiment=self_conditioning",
+        "task.turns=12",
+        "history.target_turn=12",
+        "history.rate=0.0,1.0",
+        "model.self_conditioning=0.5",
+        "task.samples=60",
+    )
+    table = collect(tmp_path).sort_values("rate")
+    assert table["rate"].tolist() == [0.0, 1.0]
+    assert table["horizon_steps"].isna().all()  # no horizon under a rewritten history
+    high, low = table["target_turn_accuracy"].tolist()
+    assert high > low  # the simulated executor's self-conditioning knob shows
+    report = tmp_path / "report"
+    assert (report / "self_conditioning.png").exists()
+    page = (report / "index.html").read_text()
+    assert page.count("data:image/png;base64,") >= 1 and "SIMULATED" in page
