@@ -84,7 +84,11 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
     }
     for turn in REPORT_TURNS:
         row[f"turn_acc_{turn}"] = _at(summary["turn_accuracy"], turn)
+    economics = summary.get("economics") or {}
     row.update(
+        cost_usd=economics.get("cost_usd"),
+        usd_per_correct_step=economics.get("usd_per_correct_step"),
+        horizon_steps_per_usd=economics.get("horizon_steps_per_usd"),
         prompt_tokens=usage["prompt_tokens"],
         completion_tokens=usage["completion_tokens"],
         tokens_estimated=usage["estimated"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 import time
@@ -14,7 +15,9 @@ from pydantic import ValidationError
 
 from harness.budget import Budget
 from harness.cache import CachedProvider, ResponseCache
-from harness.config import ConfigError, RunConfig, describe_validation_error
+from harness.config import ConfigError, PriceConfig, RunConfig, describe_validation_error
+from harness.costs import load_price_table, resolve_price, usage_cost
+from harness.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
 from harness.files import read_json
 from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
@@ -77,6 +80,23 @@ async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
     stops the run with one line before a single request is spent.
     """
     task_set = make_task_set(config)
+    return task_set, await make_provider(config)
+
+
+def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | None) -> None:
+    """Refuse a run the budget cannot pay for, or cannot even price."""
+    if config.budget.max_usd is not None and price is None:
+        raise ConfigError(
+            "budget.max_usd: no price is known for this model; set "
+            "model.price={input: USD per 1M tokens, output: USD per 1M tokens} or drop the limit"
+        )
+    reason = exceeds_budget(estimate, config.budget)
+    if reason:
+        raise ConfigError(reason)
+
+
+async def make_provider(config: RunConfig) -> Provider:
+    """Create the provider and run its preflight check (config errors as one line)."""
     try:
         provider = create_provider(
             config.model.provider,
@@ -92,14 +112,21 @@ async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
     except BaseException:
         await provider.aclose()
         raise
-    return task_set, provider
+    return provider
 
 
 async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the configured experiment in ``run_dir`` and return its summary."""
+    task_set = make_task_set(config)
+    price = resolve_price(config.model, None, load_price_table())
+    estimate = estimate_run(config, task_set, price)
+    if config.estimate:
+        print(format_estimate(estimate, config.budget))
+        return {"status": "estimate", "estimate": dataclasses.asdict(estimate)}
+    check_budget(config, estimate, price)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
-    task_set, provider = await prepare(config)
+    provider = await make_provider(config)
     if config.cache.active(config.model.temperature):
         provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
     label = config.model.label or provider.label
@@ -109,7 +136,7 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
             build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
         )
     history = config.history
-    progress_line = ProgressLine()
+    progress_line = ProgressLine(cost_of=lambda usage: usage_cost(usage, price))
     runner = Runner(
         task_set=task_set,
         provider=provider,
@@ -126,7 +153,11 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         run_dir=run_dir,
         concurrency=config.run.concurrency,
         run_seed=config.run.seed,
-        budget=Budget(max_usd=config.budget.max_usd, max_tokens=config.budget.max_tokens),
+        budget=Budget(
+            max_usd=config.budget.max_usd,
+            max_tokens=config.budget.max_tokens,
+            cost_of=lambda usage: usage_cost(usage, price),
+        ),
         early_stop=EarlyStop(
             after_failure=config.stop.after_failure,
             when_decided=config.stop.when_decided,

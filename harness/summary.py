@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import ModelConfig
+from harness.costs import economics, format_usd, load_price_table, reported_model_id, resolve_price
 from harness.files import atomic_write_json, read_json
 from harness.manifest import MANIFEST_FILE
 from harness.metrics import (
@@ -61,6 +63,8 @@ def summarize(
     task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
 
     statuses = Counter(r.status for r in latest.values())
+    model_config = ModelConfig.model_validate(manifest["config"]["model"])
+    price = resolve_price(model_config, reported_model_id(records), load_price_table())
     usage = sum((r.usage for r in records), Usage())
     scored = int((~np.isnan(scores.index_correct)).sum())
     after_failure = manifest["config"].get("stop", {}).get("after_failure", False)
@@ -71,7 +75,7 @@ def summarize(
     )
     if status is None:
         status = "complete" if unfinished == 0 else "incomplete"
-    return {
+    summary = {
         "model": manifest["provider"]["label"],
         "simulated": manifest["provider"]["simulated"],
         "experiment": manifest["config"]["experiment"]["name"],
@@ -110,6 +114,8 @@ def summarize(
         "mean_latency_s": float(np.mean([r.latency_s for r in records])) if records else None,
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
+    summary["economics"] = economics(records, summary, price, s)
+    return summary
 
 
 def _turns_not_needed(
@@ -187,10 +193,24 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         f"context exceeded {summary['context_exceeded']}, retries {summary['retries']}",
         f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
         + (" (estimated)" if usage["estimated"] else ""),
+        _cost_line(summary.get("economics")),
         f"files      {run_dir / TURNS_FILE}",
         f"           {run_dir / SUMMARY_FILE}",
     ]
     return "\n".join(lines)
+
+
+def _cost_line(economics: dict[str, Any] | None) -> str:
+    if not economics or economics.get("cost_usd") is None:
+        return "cost       unknown (no price for this model; set model.price to get one)"
+    line = f"cost       {format_usd(economics['cost_usd'])}"
+    per_step = economics.get("usd_per_correct_step")
+    if per_step is not None:
+        line += f", {format_usd(per_step)} per correct step"
+    per_dollar = economics.get("horizon_steps_per_usd")
+    if per_dollar is not None:
+        line += f", {per_dollar:,.1f} horizon steps per dollar"
+    return line
 
 
 def _horizon_lines(h: dict[str, Any], p1: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from harness.costs import pareto_frontier
 from harness.plots import (
     DPI,
     FIGURE_SIZE,
@@ -184,6 +185,26 @@ def sweep_figures(
             legend_title="",
         )
         save(figure, "turn_accuracy_overlay.png")
+    priced = own[own["cost_usd"].notna()]
+    if len(priced) > 1:
+        frontier = pareto_frontier(priced)
+        figure, ax = _figure()
+        for model, group in priced.groupby("model", sort=True):
+            ax.scatter(group["cost_usd"], group["horizon_steps"], label=literal(str(model)))
+        ax.plot(
+            frontier["cost_usd"],
+            frontier["horizon_steps"],
+            color="black",
+            linewidth=1,
+            drawstyle="steps-post",
+            label="Pareto frontier",
+        )
+        ax.set_xlabel("cost of the run (USD)")
+        ax.set_ylabel("horizon H_s (steps)")
+        ax.set_title("Horizon vs cost")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        save(figure, "pareto.png")
     single = table[(table["experiment"] == "single_turn") & (table["turns"] == 1)]
     if single["k"].nunique() > 1:
         figure, ax = _figure()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.aggregate import collect, single_turn_capacity, write_tables
+from harness.costs import pareto_frontier
 from harness.files import atomic_write_text, read_json
 from harness.report import STYLE, _data_uri, _esc, _table
 from harness.summary import SUMMARY_FILE
@@ -34,7 +35,9 @@ SHOWN_COLUMNS = [
     "final_task_accuracy",
     "prompt_tokens",
     "completion_tokens",
+    "cost_usd",
 ]
+PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
 
 
 def write_sweep_report(root: Path) -> list[Path]:
@@ -50,6 +53,14 @@ def write_sweep_report(root: Path) -> list[Path]:
         capacity_path.write_text(capacity.to_markdown(index=False) + "\n", encoding="utf-8")
         paths.append(capacity_path)
         extra_tables.append(("Single-turn capacity (largest L solved at s)", capacity))
+    frontier = pareto_frontier(table)
+    if len(frontier):
+        frontier_path = out_dir / "pareto.md"
+        frontier_path.write_text(frontier.to_markdown(index=False) + "\n", encoding="utf-8")
+        paths.append(frontier_path)
+        extra_tables.append(
+            ("Pareto frontier: longest horizon for the money", frontier[PARETO_COLUMNS])
+        )
     summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
     figures = sweep_figures(table, summaries, out_dir)
     paths += figures

@@ -168,3 +168,46 @@ def test_missing_launcher_plugin_gives_an_install_hint(monkeypatch):
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
     assert "pip install -e '.[sweep]'" in cli.missing_launcher(["-m", "hydra/launcher=joblib"])
     assert cli.missing_launcher(["model=simulated"]) is None
+
+
+async def test_more_bad_inputs_fail_before_any_model_call(tmp_path):
+    from harness.run import execute
+
+    unreadable = tmp_path / "tasks.json"
+    unreadable.write_text("{not json")
+    mismatched = tmp_path / "paper.json"
+    mismatched.write_text(
+        json.dumps(
+            {
+                "dictionary": {"apple": 1, "beach": 2},
+                "ground_truth_data": [
+                    {"input": ["apple", "beach"], "values": [1], "output": [1, 3]}
+                ],
+            }
+        )
+    )
+    cases = [
+        (["budget.max_usd=1"], "budget.max_usd"),  # no price known for the model
+        (["model.price={input:3,output:15}", "budget.max_usd=0.0001"], "budget.max_usd"),
+        ([f"task.source={unreadable}"], "task.source"),
+        ([f"task.source={mismatched}"], "task.source"),
+    ]
+    for overrides, field in cases:
+        config = compose_config(["model=simulated", *overrides])
+        with pytest.raises(ConfigError) as caught:
+            await execute(config, tmp_path / "run")
+        assert str(caught.value).startswith(field + ":"), str(caught.value)
+        assert not (tmp_path / "run" / "turns.jsonl").exists()
+
+
+async def test_estimate_prints_the_expected_cost_and_calls_nothing(tmp_path, capsys):
+    from harness.run import execute
+
+    config = compose_config(
+        ["model=simulated", "model.price={input:1,output:2}", "estimate=true", "task.turns=40"]
+    )
+    result = await execute(config, tmp_path / "run")
+    assert result["status"] == "estimate"
+    assert result["estimate"]["requests"] == 20 * 40
+    assert "$" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()

@@ -5,8 +5,11 @@ from harness.budget import Budget
 from harness.cli import compose_config
 from harness.records import TurnRecord, read_records
 from harness.run import execute
+from harness.runner import Runner
 from harness.stopping import horizon_decided
-from providers.base import Usage
+from providers.base import Sampling, Usage
+from providers.simulated import SimulatedConfig, SimulatedProvider
+from tasks.generate import generate_task_set
 
 SIM = ["model=simulated", "model.p=0.9", "metrics.bootstrap=100"]
 
@@ -34,15 +37,28 @@ async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
 
 
 async def test_token_budget_stops_new_turns_and_says_so(tmp_path):
-    config = compose_config([*SIM, "task.samples=20", "task.turns=20", "budget.max_tokens=20000"])
-    summary = await execute(config, tmp_path)
+    """The pre-run estimate refuses runs it expects to overspend; this one overspends anyway
+    (the estimate is an estimate), so the runner's own check must stop it."""
+    task_set = generate_task_set(samples=20, turns=20, k=1, seed=1)
+    runner = Runner(
+        task_set=task_set,
+        provider=SimulatedProvider(SimulatedConfig(p=0.9)),
+        sampling=Sampling(),
+        run_dir=tmp_path,
+        concurrency=4,
+        budget=Budget(max_tokens=20000),
+    )
+    progress = await runner.run()
     records = read_records(tmp_path)
     spent = sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in records)
-    assert summary["status"] == "stopped" and summary["stopped_by"] == "budget.max_tokens"
+    assert progress.stopped_by == "budget.max_tokens"
     assert spent >= 20000
-    # only the turns in flight when the limit was reached went past it (at most one per slot)
+    # after the limit, only the turns already in flight (one per slot) were recorded
+    spent_before_last = spent - sum(
+        r.usage.prompt_tokens + r.usage.completion_tokens for r in records[-4:]
+    )
+    assert spent_before_last < 20000
     assert len(records) < 20 * 20
-    assert summary["turns_unfinished"] == 20 * 20 - len(records)
 
 
 def test_budget_counts_nothing_for_cache_hits_and_filled_turns():
