@@ -182,7 +182,7 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         status, note = "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
     elif progress.stopped_by:
         status, note = "stopped", f"stopped early by {progress.stopped_by}"
-    summary = summarize(run_dir, status=status, note=note)
+    summary = summarize(run_dir, status=status, note=note, length_cap=progress.length_cap)
     summary["stopped_by"] = progress.stopped_by
     if config.stop.after_failure:
         summary["notes"] = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ import numpy as np
 from harness.budget import Budget
 from harness.episode import Conversation
 from harness.history import HistoryPolicy, Shown
+from harness.metrics import UNSCORED_STATUSES
 from harness.records import TurnRecord, TurnWriter, clip, latest_records, read_records
-from harness.stopping import horizon_decided
+from harness.stopping import decided_length, horizon_decided
 from harness.voting import majority_answer
 from providers.base import ChatResult, FatalProviderError, Provider, Sampling
 from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
@@ -41,6 +43,9 @@ class RunProgress:
     fatal_error: str | None = None
     stopped_by: str | None = None
     """Config field that ended the run early (``budget.max_usd``, ``stop.when_decided``)."""
+    length_cap: int | None = None
+    """Turns per episode that ``stop.when_decided`` found enough (task accuracy is surely
+    below s by then); later turns are not run."""
 
 
 def request_seed(run_seed: int, episode: int, turn: int) -> int:
@@ -64,6 +69,10 @@ def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
             continue
         done.append(record)
     return by_episode
+
+
+CAP_MARGIN = 1.25
+"""Episodes run this much past the length where task accuracy is surely below s."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ class Runner:
         self.budget = budget or Budget()
         self.early_stop = early_stop or EarlyStop()
         # index correctness of finished episodes, for stop.when_decided
-        self._finished_rows: list[np.ndarray] = []
+        self._finished_rows: dict[int, np.ndarray] = {}
         self._decision_rng = np.random.default_rng(self.early_stop.seed)
         self._tasks: list[asyncio.Task[None]] = []
         self._aborted = False
@@ -213,21 +222,31 @@ class Runner:
         if self.on_turn is not None:
             self.on_turn(record, self.progress)
 
-    def _episode_finished(self, records: list[TurnRecord]) -> None:
+    def _episode_finished(self, episode: int, records: list[TurnRecord]) -> None:
         """Count a finished episode and, with ``stop.when_decided``, check the horizon."""
         self.progress.episodes_done += 1
         if not self.early_stop.when_decided:
             return
         row = np.full(self.task_set.turns, np.nan)
         for record in records:
-            if record.status not in ("provider_error", "filled"):
+            if record.status not in UNSCORED_STATUSES:
                 row[record.turn] = float(record.answer == record.truth)
-        self._finished_rows.append(row)
-        done = len(self._finished_rows)
-        if done < self.early_stop.min_episodes or self.progress.stopped_by is not None:
+        self._finished_rows[episode] = row
+        prefix = 0  # episodes 0..prefix-1 have all finished: an unbiased sample
+        while prefix in self._finished_rows:
+            prefix += 1
+        if prefix < self.early_stop.min_episodes or self.progress.stopped_by is not None:
             return
+        if prefix % max(1, prefix // 20):  # re-decide at about 5% steps, not every episode
+            return
+        rows = np.vstack([self._finished_rows[e] for e in range(prefix)])
+        decided = decided_length(rows, s=self.early_stop.s, rng=self._decision_rng)
+        if decided is not None:
+            # The latest decision, with a margin: taking the smallest of many noisy decisions
+            # would cut episodes short of the crossing.
+            self.progress.length_cap = math.ceil(CAP_MARGIN * decided) + 1
         if horizon_decided(
-            np.vstack(self._finished_rows),
+            rows,
             k=self.task_set.k,
             s=self.early_stop.s,
             precision=self.early_stop.precision,
@@ -251,6 +270,8 @@ class Runner:
         records = list(done)
         for turn in range(len(done), self.task_set.turns):
             if self._ended(records) or self.progress.stopped_by is not None:
+                break
+            if self.progress.length_cap is not None and turn >= self.progress.length_cap:
                 break
             keys = self.task_set.turn_keys(episode, turn)
             common = self._base_record(episode, turn, keys, conversation.shown_total)
@@ -313,4 +334,4 @@ class Runner:
             self._emit(writer, record)
             records.append(record)
             conversation.answer(shown)
-        self._episode_finished(records)
+        self._episode_finished(episode, records)

@@ -42,6 +42,7 @@ def summarize(
     seed: int | None = None,
     status: str | None = None,
     note: str | None = None,
+    length_cap: int | None = None,
 ) -> dict[str, Any]:
     """Compute the summary of a run from its files (arguments override the manifest's)."""
     manifest = read_json(run_dir / MANIFEST_FILE)
@@ -68,10 +69,14 @@ def summarize(
     usage = sum((r.usage for r in records), Usage())
     scored = int((~np.isnan(scores.index_correct)).sum())
     after_failure = manifest["config"].get("stop", {}).get("after_failure", False)
+    if length_cap is None and (run_dir / SUMMARY_FILE).exists():
+        length_cap = read_json(run_dir / SUMMARY_FILE).get("length_cap")  # lhe-summarize
+    needed = turns if length_cap is None else min(turns, length_cap)
+    finished = {key: r for key, r in latest.items() if key[1] < needed}
     unfinished = (
-        episodes * turns
-        - sum(1 for r in latest.values() if r.status != "provider_error")
-        - _turns_not_needed(latest, turns, after_failure)
+        episodes * needed
+        - sum(1 for r in finished.values() if r.status != "provider_error")
+        - _turns_not_needed(finished, needed, after_failure)
     )
     if status is None:
         status = "complete" if unfinished == 0 else "incomplete"
@@ -87,6 +92,7 @@ def summarize(
         "turns": turns,
         "turns_scored": scored,
         "turns_unfinished": unfinished,
+        "length_cap": length_cap,
         "index_accuracy": _curve(column_means(scores.index_correct)),
         "turn_accuracy": _curve(column_means(scores.turn_correct)),
         "task_accuracy": task_curve,
