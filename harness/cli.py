@@ -8,6 +8,8 @@ Any field can be overridden (``lhe model=simulated model.p=0.95 task.k=2``) or s
 from __future__ import annotations
 
 import importlib.util
+import logging
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +34,10 @@ def _integer_division(total: int, k: int) -> int:
 # e.g. to switch a provider's thinking flag on with task.mode=thinking).
 OmegaConf.register_new_resolver("lhe.div", _integer_division, replace=True)
 OmegaConf.register_new_resolver("lhe.is", lambda a, b: a == b, replace=True)
+# ${lhe.slug:x}: a model name usable as one folder name (org/model -> org_model).
+OmegaConf.register_new_resolver(
+    "lhe.slug", lambda name: re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)), replace=True
+)
 
 
 def compose_config(overrides: list[str] | None = None) -> RunConfig:
@@ -98,6 +104,7 @@ def expand_resume(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Console-script entry point."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one log line per request
     argv = sys.argv[1:]
     try:
         hint = missing_launcher(argv)
