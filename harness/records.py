@@ -72,6 +72,8 @@ class TurnRecord(BaseModel):
     """Why generation stopped, as reported."""
     retries: int = 0
     """Retried attempts the request needed."""
+    retry_reasons: dict[str, int] = Field(default_factory=dict)
+    """Failure class of each retried attempt (``429``, ``503``, ``timeout``, ...)."""
     cache_hit: bool = False
     """True when the reply came from the response cache (no tokens were spent on it)."""
     model_id: str | None = None

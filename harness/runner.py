@@ -300,6 +300,7 @@ class Runner:
                 latency_s=result.latency_s,
                 finish_reason=result.finish_reason,
                 retries=result.retries,
+                retry_reasons=result.retry_reasons,
                 cache_hit=result.cache_hit,
                 model_id=result.model_id,
                 error=result.error,

@@ -116,6 +116,9 @@ def summarize(
         "provider_errors": statuses["provider_error"],
         "provider_errors_total": sum(1 for r in records if r.status == "provider_error"),
         "retries": sum(r.retries for r in records),
+        "retries_by_reason": dict(
+            sum((Counter(r.retry_reasons) for r in records), Counter()).most_common()
+        ),
         "usage": usage.model_dump(),
         "mean_latency_s": float(np.mean([r.latency_s for r in records])) if records else None,
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},

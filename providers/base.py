@@ -99,6 +99,8 @@ class ChatResult(BaseModel):
     """One-line reason when ``outcome`` is not ``ok``."""
     retries: int = 0
     """Attempts beyond the first that this request needed."""
+    retry_reasons: dict[str, int] = Field(default_factory=dict)
+    """Why each retry happened, by failure class (``429``, ``503``, ``timeout``, ...)."""
     cache_hit: bool = False
     """True when the harness's response cache answered instead of the provider."""
 
