@@ -40,27 +40,12 @@ MODEL_PATH = os.path.join(
 )
 
 
-# llama-cpp-python 0.3.36 as built here segfaults on the first decode when it repacks the
-# weights into extra buffer types, and its server has no flag to turn that off (the in-process
-# adapter sets use_extra_bufts=False the same way). So the server starts through this shim.
-SERVER_SHIM = """
-import runpy
-import llama_cpp.llama_cpp as binding
-defaults = binding.llama_model_default_params
-def without_extra_buffers():
-    params = defaults()
-    params.use_extra_bufts = False
-    return params
-binding.llama_model_default_params = without_extra_buffers
-runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    """A llama-cpp-python server with SmolLM2 on a free port; yields its base URL."""
+    """providers.llama_server with SmolLM2 on a free port; yields its base URL."""
     port = free_port()
-    command = [sys.executable, "-c", SERVER_SHIM, "--model", MODEL_PATH, "--host", "127.0.0.1"]
+    command = [sys.executable, "-m", "providers.llama_server", "--model", MODEL_PATH]
+    command += ["--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 1)]
     base_url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryFile() as log:
