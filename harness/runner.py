@@ -24,7 +24,7 @@ from harness.history import HistoryPolicy, Shown
 from harness.metrics import UNSCORED_STATUSES
 from harness.records import TurnRecord, TurnWriter, clip, latest_records, read_records
 from harness.stopping import decided_length, horizon_decided
-from harness.voting import majority_answer
+from harness.voting import majority_answer, sample_n
 from providers.base import ChatResult, FatalProviderError, Provider, Sampling
 from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
 from tasks.prompts import system_prompt
@@ -291,8 +291,8 @@ class Runner:
                 continue
             messages = conversation.ask(keys)
             seed = request_seed(self.run_seed, episode, turn)
-            result = await self.provider.chat(
-                messages, self.sampling.model_copy(update={"seed": seed})
+            result = await sample_n(
+                self.provider, messages, self.sampling.model_copy(update={"seed": seed})
             )
             reasoning, _ = clip(result.reasoning)
             call = dict(

@@ -121,3 +121,18 @@ async def test_simulated_self_conditioning_matches_the_knob(tmp_path, rate):
     assert len(scored) == 400
     accuracy = np.mean([r.answer == r.base + r.delta for r in scored])
     assert accuracy == pytest.approx(p - slope * rate, abs=0.06)
+
+
+async def test_servers_that_ignore_n_are_topped_up_with_single_requests():
+    from harness.voting import sample_n
+
+    seen = []
+
+    def one_choice_only(messages, sampling):
+        seen.append((sampling.n, sampling.seed))
+        return ChatResult(content=format_answer(sampling.seed or 0))
+
+    result = await sample_n(ScriptedProvider(one_choice_only), [], Sampling(n=3, seed=5))
+    assert len(result.samples) == 3
+    assert seen[0] == (3, 5) and all(n == 1 for n, _ in seen[1:])
+    assert len({seed for _, seed in seen}) == 3  # each extra sample has its own seed
