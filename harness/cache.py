@@ -89,7 +89,9 @@ class CachedProvider(Provider):
         cached = self.cache.get(key)
         if cached is not None:
             self.stats.hits += 1
-            return cached.model_copy(update={"cache_hit": True, "latency_s": 0.0, "retries": 0})
+            return cached.model_copy(
+                update={"cache_hit": True, "latency_s": 0.0, "retries": 0, "retry_reasons": {}}
+            )
         self.stats.misses += 1
         result = await self.inner.chat(messages, sampling)
         if self.cache.put(key, result):

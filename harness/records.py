@@ -113,6 +113,7 @@ class TurnWriter:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / TURNS_FILE
+        drop_torn_tail(self.path)
         self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, record: TurnRecord) -> None:
@@ -131,6 +132,31 @@ class TurnWriter:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def drop_torn_tail(path: Path, chunk: int = 65_536) -> None:
+    """Cut a last line that has no newline: the process died while writing it.
+
+    Appending after such a fragment would glue the next record onto it, and that record
+    would then be skipped as unreadable and its turn run (and paid for) again.
+    """
+    if not path.exists():
+        return
+    with path.open("rb+") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        position = end
+        while position > 0:
+            start = max(0, position - chunk)
+            handle.seek(start)
+            block = handle.read(position - start)
+            if position == end and block.endswith(b"\n"):
+                return  # the last line is whole
+            newline = block.rfind(b"\n")
+            if newline != -1:
+                handle.truncate(start + newline + 1)
+                return
+            position = start
+        handle.truncate(0)  # not one whole line
 
 
 def iter_records(run_dir: Path) -> Iterator[TurnRecord]:

@@ -6,7 +6,9 @@ option). Replies come from :class:`providers.simulated.SimulatedProvider`, so th
 pure function of the request. Whether an attempt gets a fault is drawn from a generator seeded
 by (``--seed``, request body, how often this body was seen), so a retried request eventually
 goes through and the set of injected faults is the same on every run. ``GET /stats`` counts
-them by kind, for tests to compare with the retries the client recorded.
+them by kind, for tests to compare with the retries the client recorded, and
+``--log-requests FILE`` appends one line per chat request (its seed and a hash of its
+conversation), for tests that must prove a turn was never asked twice.
 
 Plain asyncio streams (stdlib only), so one process holds thousands of open connections.
 """
@@ -33,7 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -69,6 +71,15 @@ class ServerOptions:
     retry_after: float = _opt(1.0, "seconds sent in the Retry-After header of a 429")
     stall_seconds: float = _opt(30.0, "how long a stall lasts (make it exceed the read timeout)")
     big_body_mb: float = _opt(1.0, "size of a big-body reply in MB")
+    big_body_in_content: bool = _opt(
+        False, "pad a big body's answer text itself (a huge reply) rather than the JSON around it"
+    )
+    echo_auth: bool = _opt(
+        False, "quote the request's Authorization header in 429/5xx error messages"
+    )
+    log_requests: str = _opt(
+        "", "append one JSON line per chat request (seed, conversation hash, fault) to this file"
+    )
     max_context_chars: int = _opt(0, "prompts longer than this get a context error (0: off)")
     latency_median: float = _opt(0.0, "median reply latency in seconds (0: none)")
     latency_sigma: float = _opt(0.0, "sigma of the lognormal latency (0: always the median)")
@@ -110,6 +121,15 @@ _FIXED_FAULTS = {
 """Replies of the faults that do not depend on the request."""
 
 
+_FILLER = "and so the running total stays as stated above. "
+
+
+def _padded(text: str, size: int) -> str:
+    """``text`` followed by prose up to ``size`` characters: a model that will not stop."""
+    missing = max(size - len(text) - 1, 0)
+    return text + "\n" + (_FILLER * (missing // len(_FILLER) + 1))[:missing]
+
+
 class FakeServer:
     """The request handling; see the module docstring."""
 
@@ -121,6 +141,9 @@ class FakeServer:
         self.simulated = SimulatedProvider(SimulatedConfig(p=options.p))
         self.seen: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self.log: TextIO | None = None
+        if options.log_requests:  # line-buffered: every request is on disk when it is answered
+            self.log = open(options.log_requests, "a", buffering=1)  # noqa: SIM115
 
     def _draw(self, body: bytes) -> tuple[str | None, random.Random]:
         """The fault of this attempt of this body (or ``None``), and its generator."""
@@ -148,13 +171,25 @@ class FakeServer:
             model = {"id": self.options.model_id, "object": "model", "owned_by": "fake"}
             return _json(200, {"object": "list", "data": [model]})
         if method == "POST" and path == "/v1/chat/completions":
-            return await self._chat(body)
+            return await self._chat(body, headers.get("authorization", ""))
         return _error(404, f"no route {method} {path}")
 
     def _faults(self) -> dict[str, int]:
         return {kind: self.stats[kind] for kind in (*FAULTS, "context_exceeded", "unauthorized")}
 
-    async def _chat(self, raw: bytes) -> Reply:
+    def _log(self, request: dict[str, Any], fault: str | None) -> None:
+        """One line per chat request: which turn it was (seed), what it said, what it got."""
+        if self.log is None:
+            return
+        conversation = json.dumps(request["messages"], sort_keys=True).encode()
+        line = {
+            "seed": request.get("seed"),
+            "conversation": hashlib.blake2b(conversation, digest_size=16).hexdigest(),
+            "fault": fault,
+        }
+        self.log.write(json.dumps(line) + "\n")
+
+    async def _chat(self, raw: bytes, authorization: str) -> Reply:
         self.stats["requests"] += 1
         try:
             request = json.loads(raw)
@@ -177,17 +212,25 @@ class FakeServer:
                 "context_length_exceeded",
             )
         fault, rng = self._draw(raw)
+        self._log(request, fault)
         if self.options.latency_median > 0:
             mu = math.log(self.options.latency_median)
             await asyncio.sleep(rng.lognormvariate(mu, self.options.latency_sigma))
         if fault is not None:
             self.stats[fault] += 1
-        return await self._reply(fault, messages, sampling)
+        return await self._reply(fault, messages, sampling, authorization)
 
-    async def _reply(self, fault: str | None, messages: list[Message], sampling: Sampling) -> Reply:
+    async def _reply(
+        self, fault: str | None, messages: list[Message], sampling: Sampling, authorization: str
+    ) -> Reply:
+        # Careless servers quote the request in their errors; the client must scrub the key.
+        echo = f" (request had Authorization: {authorization})" if self.options.echo_auth else ""
         if fault == "429":
             retry_after = (("Retry-After", f"{self.options.retry_after:g}"),)
-            return _json(429, {"error": {"message": "rate limited", "code": 429}}, retry_after)
+            error = {"message": "rate limited" + echo, "code": 429}
+            return _json(429, {"error": error}, retry_after)
+        if fault in ("500", "503") and echo:
+            return _error(int(fault), f"injected {fault}{echo}")
         if fault == "stall":
             await asyncio.sleep(self.options.stall_seconds)
         if fault in _FIXED_FAULTS:
@@ -197,6 +240,9 @@ class FakeServer:
         except (ValueError, KeyError, IndexError) as exc:
             return _error(400, f"fake server cannot answer this conversation: {exc!r}")
         texts = [] if fault == "no_choices" else result.samples or [result.content]
+        size = int(self.options.big_body_mb * 1_000_000)
+        if fault == "big_body" and self.options.big_body_in_content:
+            texts = [_padded(text, size) for text in texts]
         choices = [
             {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
             for i, t in enumerate(texts)
@@ -216,8 +262,8 @@ class FakeServer:
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
             }
         body = json.dumps(payload).encode()
-        if fault == "big_body":  # trailing whitespace keeps it valid JSON
-            body += b" " * max(int(self.options.big_body_mb * 1_000_000) - len(body), 0)
+        if fault == "big_body" and not self.options.big_body_in_content:
+            body += b" " * max(size - len(body), 0)  # trailing whitespace keeps it valid JSON
         return Reply(200, body)
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

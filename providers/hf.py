@@ -14,7 +14,6 @@ A prompt that leaves no room for ``max_tokens`` within the model's trained conte
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -32,6 +31,7 @@ from providers.base import (
 )
 from providers.local_models import (
     embedded_smollm2_path,
+    generate_serialized,
     model_label,
     one_line,
     sample_seeds,
@@ -203,19 +203,18 @@ class HFProvider(Provider):
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`; ``latency_s`` counts model time, not time in the queue."""
-        async with self._lock:
-            if self._model is None:
-                raise FatalProviderError("hf: the model was already closed")
-            started = time.monotonic()
-            try:
-                result = await asyncio.to_thread(self._generate, messages, sampling)
-            except FatalProviderError:
-                raise
-            except Exception as exc:
-                result = ChatResult(
-                    outcome="provider_error", model_id=self.model_id, error=one_line(exc)
-                )
-            return result.model_copy(update={"latency_s": time.monotonic() - started})
+        return await generate_serialized(
+            self._lock,
+            self._generate,
+            messages,
+            sampling,
+            model_id=self.model_id,
+            ensure_open=self._ensure_open,
+        )
+
+    def _ensure_open(self) -> None:
+        if self._model is None:
+            raise FatalProviderError("hf: the model was already closed")
 
     async def aclose(self) -> None:
         """Drop the model so its memory can be freed."""

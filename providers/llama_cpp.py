@@ -29,7 +29,6 @@ import asyncio
 import inspect
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,11 +43,13 @@ from providers.base import (
     FatalProviderError,
     Message,
     MissingExtraError,
+    Outcome,
     Provider,
     Sampling,
     Usage,
 )
 from providers.local_models import (
+    generate_serialized,
     model_label,
     one_line,
     resolve_model_file,
@@ -266,26 +267,19 @@ class LlamaCppProvider(Provider):
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`; ``latency_s`` counts model time, not time in the queue."""
-        async with self._lock:
-            if self._llm is None:
-                raise FatalProviderError("llama_cpp: the model was already closed")
-            started = time.monotonic()
-            try:
-                result = await asyncio.to_thread(self._generate, messages, sampling)
-            except FatalProviderError:
-                raise
-            except ValueError as exc:
-                outcome = "context_exceeded" if CONTEXT_OVERFLOW_MARKER in str(exc) else None
-                result = ChatResult(
-                    outcome=outcome or "provider_error",
-                    model_id=self.path.name,
-                    error=one_line(exc),
-                )
-            except Exception as exc:
-                result = ChatResult(
-                    outcome="provider_error", model_id=self.path.name, error=one_line(exc)
-                )
-            return result.model_copy(update={"latency_s": time.monotonic() - started})
+        return await generate_serialized(
+            self._lock,
+            self._generate,
+            messages,
+            sampling,
+            model_id=self.path.name,
+            ensure_open=self._ensure_open,
+            outcome_of=_outcome_of,
+        )
+
+    def _ensure_open(self) -> None:
+        if self._llm is None:
+            raise FatalProviderError("llama_cpp: the model was already closed")
 
     async def aclose(self) -> None:
         """Free the model's memory (waits for a request in progress)."""
@@ -293,6 +287,13 @@ class LlamaCppProvider(Provider):
             if self._llm is not None:
                 self._llm.close()
                 self._llm = None
+
+
+def _outcome_of(exc: Exception) -> Outcome:
+    """llama-cpp-python reports a prompt too long for the window as a ValueError."""
+    if isinstance(exc, ValueError) and CONTEXT_OVERFLOW_MARKER in str(exc):
+        return "context_exceeded"
+    return "provider_error"
 
 
 def create(config: dict[str, Any], *, concurrency: int) -> LlamaCppProvider:

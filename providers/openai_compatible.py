@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import ssl
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,8 +33,11 @@ from providers.retry import RetriesExhausted, RetryableError
 
 logger = logging.getLogger(__name__)
 
-CONNECTIONS_PER_CLIENT = 32
-"""Connections per ``httpx`` client; see :class:`ClientPool`."""
+CONNECTIONS_PER_CLIENT = 4
+"""Connections per ``httpx`` client; see :class:`ClientPool` (bench/bench_load.py: harness
+CPU per turn at 1000 concurrent episodes 3.9 ms with 32, 2.7 ms with 8, 2.1 ms with 4)."""
+FDS_BESIDES_CONNECTIONS = 256
+"""Open files a run needs besides its connections: records, logs, the event loop, libraries."""
 CHARS_PER_TOKEN = 4.0
 """Approximation used only when a server reports no usage (the record then says estimated)."""
 
@@ -144,7 +149,7 @@ def parse_response(payload: Any, *, prompt_chars: int) -> ChatResult:
     """
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
-        raise RetryableError("malformed", "reply has no choices")
+        raise RetryableError("malformed", "reply has no choices", reason="no_choices")
     texts: list[str] = []
     reasonings: list[str] = []
     for choice in choices:
@@ -170,10 +175,11 @@ def parse_response(payload: Any, *, prompt_chars: int) -> ChatResult:
 class ClientPool:
     """``concurrency`` connections spread over several small ``httpx.AsyncClient`` pools.
 
-    httpcore scans its whole pool whenever a request starts or ends, so one pool of n
-    connections costs O(n) CPU per request: measured here, 29 ms per request at 1000
-    connections against 2.5 ms with small pools. Each request takes the least busy client, so
-    no client is asked for more connections than it has while another has some free.
+    httpcore scans its whole pool whenever a request starts or ends, and its clean-up pass
+    counts the idle connections once per idle connection, so one pool of n connections costs
+    O(n) to O(n^2) CPU per request: measured here, 29 ms per request at 1000 connections in
+    one pool against about 2 ms in pools of 4. Each request takes the least busy client, so no
+    client is asked for more connections than it has while another has some free.
     """
 
     def __init__(self, concurrency: int, *, headers: dict[str, str], timeout: httpx.Timeout):
@@ -277,20 +283,28 @@ class OpenAICompatibleProvider(Provider):
             self.config.name, messages, sampling, send_seed=self.config.send_seed
         )
         prompt_chars = sum(len(m.content) for m in messages)
+        reasons: Counter[str] = Counter()
         started = time.monotonic()
         try:
             result, retries = await retry.call_with_retries(
-                lambda: self._attempt(body, prompt_chars), self._policy
+                lambda: self._attempt(body, prompt_chars),
+                self._policy,
+                on_retry=lambda error: reasons.update((error.reason,)),
             )
         except RetriesExhausted as exc:
             return ChatResult(
                 outcome="provider_error",
                 error=f"{exc.last.message} (gave up after {exc.retries + 1} attempts)",
                 retries=exc.retries,
+                retry_reasons=dict(reasons),
                 latency_s=time.monotonic() - started,
             )
         return result.model_copy(
-            update={"retries": retries, "latency_s": time.monotonic() - started}
+            update={
+                "retries": retries,
+                "retry_reasons": dict(reasons),
+                "latency_s": time.monotonic() - started,
+            }
         )
 
     async def _attempt(self, body: dict[str, Any], prompt_chars: int) -> ChatResult:
@@ -302,7 +316,7 @@ class OpenAICompatibleProvider(Provider):
         except httpx.HTTPError as exc:
             kind = retry.classify_exception(exc) or "transient"
             reason = self._scrub(retry.one_line(f"{type(exc).__name__}: {exc}"))
-            raise RetryableError(kind, reason) from None
+            raise RetryableError(kind, reason, reason=retry.exception_reason(exc)) from None
         status = response.status_code
         reason = "" if status < 400 else self._scrub(retry.server_error_text(response))
         kind = retry.classify_status(status, reason)
@@ -315,12 +329,16 @@ class OpenAICompatibleProvider(Provider):
             field = "model.api_key_env" if status in (401, 403) else "model"
             raise FatalProviderError(f"{field}: {url} rejected the request ({message})")
         retry_after = retry.parse_retry_after(response.headers.get("retry-after"))
-        raise RetryableError(kind, message, retry_after=retry_after)
+        raise RetryableError(kind, message, retry_after=retry_after, reason=str(status))
 
     def _parse_ok(self, response: httpx.Response, prompt_chars: int) -> ChatResult:
         content_type = response.headers.get("content-type", "")
         if "json" not in content_type:
-            raise RetryableError("malformed", f"reply is {content_type or 'untyped'}, not JSON")
+            raise RetryableError(
+                "malformed",
+                f"reply is {content_type or 'untyped'}, not JSON",
+                reason="wrong_content_type",
+            )
         try:
             payload = response.json()
         except ValueError:
@@ -330,6 +348,27 @@ class OpenAICompatibleProvider(Provider):
     async def aclose(self) -> None:
         """See :meth:`Provider.aclose`."""
         await self._clients.aclose()
+
+
+def ensure_open_file_limit(connections: int) -> None:
+    """Raise the soft open-file limit so that every connection of the run can be open at once.
+
+    Past the limit a connection fails with "Too many open files", which looks like a flaky
+    server (retried and counted as ``connection``) while the server is fine; a common default
+    soft limit is 1024. Only the soft limit is raised, which needs no privilege; a hard limit
+    below the need is a config error.
+    """
+    needed = connections + FDS_BESIDES_CONNECTIONS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ValueError(
+            f"run.concurrency: {connections} connections need about {needed} open files, but "
+            f"this process may open at most {hard} (raise it with ulimit -n, or lower "
+            "run.concurrency)"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _read_key(variable: str | None) -> str | None:
@@ -344,4 +383,6 @@ def _read_key(variable: str | None) -> str | None:
 def create(config: dict[str, Any], *, concurrency: int) -> OpenAICompatibleProvider:
     """Registry factory (the caller turns a ``ValidationError`` into a one-line message)."""
     settings = OpenAICompatibleConfig.model_validate(config)
-    return OpenAICompatibleProvider(settings, _read_key(settings.api_key_env), concurrency)
+    key = _read_key(settings.api_key_env)
+    ensure_open_file_limit(concurrency)
+    return OpenAICompatibleProvider(settings, key, concurrency)

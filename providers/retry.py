@@ -11,6 +11,10 @@ Five kinds, each handled differently:
 * ``fatal`` (other 4xx: bad key, unknown model, bad parameter): every later request would fail
   the same way, so the run stops.
 
+Each failure also has a finer *class* for the record: the HTTP status (``429``, ``503``),
+``timeout``, ``connection``, ``malformed``, ``no_choices`` or ``wrong_content_type``. Every
+retry is counted under its class, so a summary says what a flaky endpoint actually did.
+
 Classification is a set of small pure functions; the waiting is tenacity's, driven by a
 per-request stop rule that also keeps the malformed-reply budget.
 """
@@ -48,13 +52,24 @@ _CONTEXT_ERROR = re.compile(
 
 
 class RetryableError(Exception):
-    """One failed attempt that another attempt may fix."""
+    """One failed attempt that another attempt may fix.
 
-    def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> None:
+    ``kind`` decides the handling; ``reason`` is the finer failure class counted in records
+    (see the module docstring) and defaults to the kind.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        retry_after: float | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.reason = reason or kind
 
 
 class RetriesExhausted(Exception):
@@ -95,6 +110,19 @@ def classify_exception(exc: BaseException) -> ErrorKind | None:
     if isinstance(exc, httpx.TransportError):  # timeouts, refused/dropped connections, protocol
         return "transient"
     return None
+
+
+def exception_reason(exc: BaseException) -> str:
+    """The failure class of a transport exception: ``timeout``, ``malformed`` or ``connection``.
+
+    A stalled server shows up as a read timeout; a dropped or refused connection, or a reply
+    cut mid-way, as ``connection``.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.DecodingError):
+        return "malformed"
+    return "connection"
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -196,17 +224,28 @@ class AttemptBudget:
 
 
 async def call_with_retries(
-    attempt: Callable[[], Awaitable[T]], policy: RetryPolicy
+    attempt: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    on_retry: Callable[[RetryableError], None] | None = None,
 ) -> tuple[T, int]:
     """Await ``attempt()`` until it returns; return its value and the number of retries.
 
     Only :class:`RetryableError` is retried; any other exception (a fatal error) passes
     through at once. Raises :class:`RetriesExhausted` when the policy gives up.
+    ``on_retry`` gets every failure that is retried (not the last one of an exhausted
+    request, which the caller sees in :class:`RetriesExhausted`), once, before the wait.
     """
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if on_retry is not None and isinstance(error, RetryableError):
+            on_retry(error)
+
     retrying = AsyncRetrying(
         stop=AttemptBudget(policy),
         wait=BackoffWait(policy),
         retry=retry_if_exception_type(RetryableError),
+        before_sleep=before_sleep,
         reraise=True,
     )
     attempts = 0

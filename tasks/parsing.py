@@ -8,6 +8,7 @@ it later revises; only the visible part counts.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,8 +18,10 @@ MAX_ANSWER_DIGITS = 18
 """Longer integers are classified ``bad_format``: no running total here comes near them, and
 they would overflow the int64 arrays the metrics use."""
 
-_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile("<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile("</think>", re.IGNORECASE)
+_ANSWER_OPEN = re.compile("<answer>", re.IGNORECASE)
+_ANSWER_CLOSE = re.compile("</answer>", re.IGNORECASE)
 _INTEGER = re.compile(rf"[+-]?\d{{1,{MAX_ANSWER_DIGITS}}}")
 
 
@@ -32,21 +35,40 @@ class ParsedReply:
     """The reply with reasoning removed: what a direct/CoT history may show."""
 
 
+def _without_think_blocks(text: str) -> str:
+    """Remove every closed ``<think>`` block, each to the nearest close after its open.
+
+    Searched tag by tag rather than with one lazy ``<think>.*?</think>`` pattern, which
+    rescans the rest of the text from every unclosed open tag: quadratic, hours for a
+    reply of a few megabytes.
+    """
+    kept: list[str] = []
+    position = 0
+    while (opened := _THINK_OPEN.search(text, position)) is not None:
+        closed = _THINK_CLOSE.search(text, opened.end())
+        if closed is None:
+            break  # no later open tag has a close either
+        kept.append(text[position : opened.start()])
+        position = closed.end()
+    kept.append(text[position:])
+    return "".join(kept)
+
+
 def strip_reasoning(text: str) -> tuple[str, bool]:
     """Remove ``<think>`` blocks; return the visible text and whether a block was left open.
 
     Chat templates that open the think block themselves make the model emit only the closing
-    tag, so text before a lone ``</think>`` is reasoning too.
+    tag, so text before a lone ``</think>`` is reasoning too. Tags are found case-insensitively
+    in the text itself: indices from a lowercased copy would be off after any character whose
+    lowercase is longer (U+0130).
     """
-    visible = _THINK_BLOCK.sub("", text)
-    lowered = visible.lower()
-    close = lowered.rfind("</think>")
-    if close != -1:
-        visible = visible[close + len("</think>") :]
-        lowered = visible.lower()
-    open_at = lowered.find("<think>")
-    if open_at != -1:
-        return visible[:open_at], True
+    visible = _without_think_blocks(text)
+    last_close = deque(_THINK_CLOSE.finditer(visible), maxlen=1)
+    if last_close:
+        visible = visible[last_close[0].end() :]
+    opened = _THINK_OPEN.search(visible)
+    if opened is not None:
+        return visible[: opened.start()], True
     return visible, False
 
 
@@ -57,11 +79,12 @@ def parse_reply(text: str) -> ParsedReply:
     a model that answered and then started rambling still answered.
     """
     visible, unterminated = strip_reasoning(text)
-    match = _ANSWER.search(visible)
-    if match is None:
+    opened = _ANSWER_OPEN.search(visible)
+    closed = _ANSWER_CLOSE.search(visible, opened.end()) if opened else None
+    if opened is None or closed is None:
         status: ParseStatus = "unterminated_think" if unterminated else "no_answer"
         return ParsedReply(status=status, answer=None, visible=visible)
-    inner = match.group(1).strip()
+    inner = visible[opened.end() : closed.start()].strip()
     if _INTEGER.fullmatch(inner) is None:
         return ParsedReply(status="bad_format", answer=None, visible=visible)
     return ParsedReply(status="ok", answer=int(inner), visible=visible)
