@@ -19,13 +19,13 @@ already failed, which no later turn can undo.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from harness.records import TurnRecord, latest_records
 from harness.statistics import (
+    column_percentiles,
     crossing_points,
     episode_weights,
     independent_error_horizon,
@@ -137,9 +137,7 @@ def horizon(
             if name == "task_accuracy":
                 boot_crossing, _ = crossing_points(boot, lengths, s)
                 ci95 = percentile_interval(boot_crossing)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: unscored
-                lo, hi = np.nanpercentile(boot, [2.5, 97.5], axis=0)
+            lo, hi = column_percentiles(boot, [2.5, 97.5])
             curve_ci[name] = [[_finite(a), _finite(b)] for a, b in zip(lo, hi, strict=True)]
 
     return (

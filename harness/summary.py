@@ -7,25 +7,18 @@ Reads only ``manifest.json`` and ``turns.jsonl``, so a summary can be rebuilt at
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.config import ModelConfig
-from harness.costs import economics, format_usd, load_price_table, reported_model_id, resolve_price
+from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
 from harness.manifest import MANIFEST_FILE
-from harness.metrics import (
-    FORMAT_ERRORS,
-    column_means,
-    horizon,
-    prop1,
-    score_matrices,
-)
-from harness.records import TURNS_FILE, TurnRecord, latest_records, read_records
-from providers.base import Usage
+from harness.metrics import FORMAT_ERRORS, column_means, horizon, prop1
+from harness.record_table import RecordTable, read_table
+from harness.records import TURNS_FILE
 
 SUMMARY_FILE = "summary.json"
 
@@ -53,9 +46,9 @@ def summarize(
     shape = manifest["task_set"]
     episodes, turns, k = shape["episodes"], shape["turns"], shape["k"]
 
-    records = read_records(run_dir)
-    latest = latest_records(records)
-    scores = score_matrices(records, episodes=episodes, turns=turns, k=k)
+    table = read_table(run_dir)
+    latest = table.latest()
+    scores = latest.score_matrices(episodes=episodes, turns=turns, k=k)
     estimate, curve_ci = horizon(scores, s, resamples=resamples, rng=np.random.default_rng(seed))
     history = manifest["config"].get("history", {"source": "own"})
     # Under a rewritten history the model never builds on its own answers, so task accuracy
@@ -63,19 +56,19 @@ def summarize(
     own_history = history.get("source", "own") == "own"
     task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
 
-    statuses = Counter(r.status for r in latest.values())
+    statuses = latest.status_counts()
     model_config = ModelConfig.model_validate(manifest["config"]["model"])
-    price = resolve_price(model_config, reported_model_id(records), load_price_table())
-    usage = sum((r.usage for r in records), Usage())
+    price = resolve_price(model_config, table.reported_model_id(), load_price_table())
+    usage = table.usage()
     scored = int((~np.isnan(scores.index_correct)).sum())
     after_failure = manifest["config"].get("stop", {}).get("after_failure", False)
     if length_cap is None and (run_dir / SUMMARY_FILE).exists():
         length_cap = read_json(run_dir / SUMMARY_FILE).get("length_cap")  # lhe-summarize
     needed = turns if length_cap is None else min(turns, length_cap)
-    finished = {key: r for key, r in latest.items() if key[1] < needed}
+    finished = latest.take(latest.turn < needed)
     unfinished = (
         episodes * needed
-        - sum(1 for r in finished.values() if r.status != "provider_error")
+        - int((~finished.is_status("provider_error")).sum())
         - _turns_not_needed(finished, needed, after_failure)
     )
     if status is None:
@@ -114,39 +107,32 @@ def summarize(
         "format_errors_by_kind": {name: statuses[name] for name in FORMAT_ERRORS},
         "context_exceeded": statuses["context_exceeded"],
         "provider_errors": statuses["provider_error"],
-        "provider_errors_total": sum(1 for r in records if r.status == "provider_error"),
-        "retries": sum(r.retries for r in records),
-        "retries_by_reason": dict(
-            sum((Counter(r.retry_reasons) for r in records), Counter()).most_common()
-        ),
+        "provider_errors_total": int(table.is_status("provider_error").sum()),
+        "retries": int(table.retries.sum()),
+        "retries_by_reason": dict(table.retry_reason_counts().most_common()),
         "usage": usage.model_dump(),
-        "mean_latency_s": float(np.mean([r.latency_s for r in records])) if records else None,
+        "mean_latency_s": float(np.mean(table.latency_s)) if len(table) else None,
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
-    summary["economics"] = economics(records, summary, price, s)
+    summary["economics"] = economics(table, summary, price, s)
     return summary
 
 
-def _turns_not_needed(
-    latest: dict[tuple[int, int], TurnRecord], turns: int, after_failure: bool
-) -> int:
+def _turns_not_needed(latest: RecordTable, turns: int, after_failure: bool) -> int:
     """Turns never asked because their episode had already ended.
 
     An episode ends when it runs out of context (a result) or, under ``stop.after_failure``,
-    at its first failure. Such turns are not gaps in the run.
+    at its first failure. Such turns are not gaps in the run. ``latest`` holds one record
+    per (episode, turn), all with ``turn < turns``.
     """
-
-    def ends_episode(record: TurnRecord) -> bool:
-        if record.status == "context_exceeded":
-            return True
-        failed = record.status != "provider_error" and record.answer != record.truth
-        return after_failure and not record.filled and failed
-
-    first_end: dict[int, int] = {}
-    for (episode, turn), record in latest.items():
-        if ends_episode(record) and turn < first_end.get(episode, turns):
-            first_end[episode] = turn
-    return sum(turns - 1 - turn for turn in first_end.values())
+    wrong = ~latest.has_answer | (latest.answer != latest.truth)
+    failed = ~latest.is_status("provider_error") & wrong
+    ends = latest.is_status("context_exceeded") | (after_failure & ~latest.filled & failed)
+    episode, turn = latest.episode[ends], latest.turn[ends]
+    first_end = np.full(int(episode.max()) + 1 if episode.size else 0, turns)
+    np.minimum.at(first_end, episode, turn)
+    ended = first_end[first_end < turns]
+    return int((turns - 1 - ended).sum())
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
