@@ -7,6 +7,7 @@ Any field can be overridden (``lhe model=simulated model.p=0.95 task.k=2``) or s
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import logging
 import re
@@ -40,6 +41,34 @@ OmegaConf.register_new_resolver(
 )
 
 
+PRESET_GROUPS = ("model", "task", "history", "experiment")
+"""Config groups of ``conf/`` whose choices are checked before Hydra composes anything."""
+
+
+def preset_names(group: str) -> list[str]:
+    """The presets of one config group: the YAML files in ``conf/<group>/``."""
+    folder = importlib.resources.files(CONFIG_MODULE) / group
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def check_presets(overrides: list[str]) -> None:
+    """Refuse an unknown preset (``model=gpt9``) with one line listing the allowed ones.
+
+    Hydra's own message spans a dozen lines and a search path; a sweep's comma list
+    (``model=a,b``) is checked value by value.
+    """
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if not sep or key not in PRESET_GROUPS or "(" in value or "$" in value:
+            continue
+        allowed = preset_names(key)
+        for choice in value.split(","):
+            if choice.strip() not in allowed:
+                raise ConfigError(
+                    f"{key}: no preset named {choice.strip()!r} (allowed: {', '.join(allowed)})"
+                )
+
+
 def compose_config(overrides: list[str] | None = None) -> RunConfig:
     """Compose ``conf/`` with command-line style overrides and validate it, without running.
 
@@ -47,6 +76,7 @@ def compose_config(overrides: list[str] | None = None) -> RunConfig:
     """
     from hydra import compose, initialize_config_module
 
+    check_presets(overrides or [])
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides or [])
     return load_config(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
@@ -111,6 +141,7 @@ def main() -> None:
         if hint:
             raise ConfigError(hint)
         sys.argv[1:] = expand_resume(argv)
+        check_presets(sys.argv[1:])
     except ConfigError as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)

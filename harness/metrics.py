@@ -99,8 +99,9 @@ class Horizon:
     """H_s with its interval and the logistic estimate."""
 
     s: float
-    steps: float
-    turns: float
+    steps: float | None
+    """None when no turn was scored at all (every request failed at the provider)."""
+    turns: float | None
     censored: bool
     ci95: tuple[float, float] | None
     logistic_steps: float | None
@@ -116,6 +117,11 @@ def horizon(
     """
     lengths = scores.lengths
     task_curve = column_means(scores.task_correct)
+    if np.isnan(task_curve).all():
+        # Nothing scored: a crossing would be read off the length-0 point alone and claim
+        # that task accuracy never fell below s.
+        empty = Horizon(s=s, steps=None, turns=None, censored=False, ci95=None, logistic_steps=None)
+        return empty, {"index_accuracy": None, "turn_accuracy": None, "task_accuracy": None}
     crossing, censored = crossing_points(task_curve[None, :], lengths, s)
     steps = float(crossing[0])
 

@@ -285,7 +285,9 @@ def task_accuracy_figure(summary: dict[str, Any]) -> Figure:
                 censored=h["censored"],
                 color="C2",
             )
-        ],
+        ]
+        if h["steps"] is not None
+        else [],
         predictions=(
             [
                 Prop1Curve(

@@ -91,6 +91,8 @@ def horizon_text(summary: dict[str, Any]) -> str:
     if h is None:
         source = summary.get("history", {}).get("source", "rewritten")
         return f"not defined: the history is {source}, so only turn accuracy measures the model"
+    if h["steps"] is None:
+        return "not measured: no turn was scored"
     if h["censored"]:
         return f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']:g})"
     text = f"{h['steps']:.1f} steps = {h['turns']:.1f} turns"
@@ -105,7 +107,7 @@ def compounding_note(summary: dict[str, Any]) -> str | None:
     if h is None or p1 is None:
         return None
     predicted = p1.get("predicted_steps")
-    if h["censored"] or not predicted:
+    if h["steps"] is None or h["censored"] or not predicted:
         return None
     ratio = h["steps"] / predicted
     return (

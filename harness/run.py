@@ -182,6 +182,11 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         status, note = "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
     elif progress.stopped_by:
         status, note = "stopped", f"stopped early by {progress.stopped_by}"
+    elif progress.provider_errors:
+        note = (
+            f"{progress.provider_errors} turn(s) failed at the provider after retries (last: "
+            f"{progress.last_provider_error}); not scored, re-run by: lhe resume={run_dir}"
+        )
     summary = summarize(run_dir, status=status, note=note, length_cap=progress.length_cap)
     summary["stopped_by"] = progress.stopped_by
     if config.stop.after_failure:

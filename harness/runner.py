@@ -46,6 +46,10 @@ class RunProgress:
     length_cap: int | None = None
     """Turns per episode that ``stop.when_decided`` found enough (task accuracy is surely
     below s by then); later turns are not run."""
+    provider_errors: int = 0
+    """Turns of this session that failed at the provider after every retry."""
+    last_provider_error: str | None = None
+    """The error of the latest of them, for the run's closing note."""
 
 
 def request_seed(run_seed: int, episode: int, turn: int) -> int:
@@ -215,6 +219,9 @@ class Runner:
     def _emit(self, writer: TurnWriter, record: TurnRecord) -> None:
         writer.write(record)
         self.progress.turns_done += 1
+        if record.status == "provider_error":
+            self.progress.provider_errors += 1
+            self.progress.last_provider_error = record.error
         self.budget.add(record)
         exhausted = self.budget.exhausted()
         if exhausted:

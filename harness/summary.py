@@ -209,7 +209,9 @@ def _cost_line(economics: dict[str, Any] | None) -> str:
 
 
 def _horizon_lines(h: dict[str, Any], p1: dict[str, Any]) -> list[str]:
-    if h["censored"]:
+    if h["steps"] is None:
+        horizon_text = "n/a (no turn was scored)"
+    elif h["censored"]:
         horizon_text = f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']})"
     else:
         ci = h["ci95"]

@@ -32,6 +32,9 @@ BAD_CONFIGS = [
     (["model.p=1.5"], "model.p"),
     (["model.context_decay=-0.1"], "model.context_decay"),
     (["+model.bogus_knob=1"], "model.bogus_knob"),
+    (["model=gpt9"], "model"),
+    (["experiment=nope"], "experiment"),
+    (["history=own,bogus"], "history"),
 ]
 
 
@@ -48,6 +51,8 @@ async def test_bad_config_fails_before_any_model_call_with_one_line_naming_the_f
 
 
 def test_errors_name_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"^model: no preset named 'gpt9' \(allowed: .*simulated"):
+        compose_config(["model=gpt9"])
     with pytest.raises(ConfigError, match="'direct', 'cot' or 'thinking'"):
         compose_config(["model=simulated", "task.mode=fast"])
     with pytest.raises(ConfigError, match=r"allowed: .*k.*samples"):
@@ -93,14 +98,17 @@ def test_lhe_command_runs_end_to_end_and_writes_its_files(tmp_path):
     assert len(lines) == 30 * 12
 
 
-def test_lhe_command_prints_one_line_for_a_bad_config(tmp_path):
+@pytest.mark.parametrize(
+    ("override", "field"), [("task.k=0", "task.k"), ("experiment=nope", "experiment")]
+)
+def test_lhe_command_prints_one_line_for_a_bad_config(tmp_path, override, field):
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "harness.cli",
             "model=simulated",
-            "task.k=0",
+            override,
             f"hydra.run.dir={tmp_path}",
         ],
         capture_output=True,
@@ -109,7 +117,7 @@ def test_lhe_command_prints_one_line_for_a_bad_config(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
-    assert "task.k" in result.stderr
+    assert result.stderr.startswith(f"lhe: error: {field}:")
     assert not (tmp_path / "turns.jsonl").exists()
 
 

@@ -143,11 +143,6 @@ async def test_persistent_failure_gives_provider_errors_that_are_never_scored(tm
     assert summary["retries_by_reason"] == {"503": injected - EPISODES}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run whose every turn failed at the provider prints no reason and claims a "
-    "censored horizon (>= all steps); fix in harness/run.py + harness/metrics.py",
-)
 async def test_persistent_failure_says_why_and_claims_no_horizon(tmp_path):
     with running_fake_server(rate_503=1.0, **SERVER) as server:
         summary, printed = await run(config(server.base_url, max_attempts=2), tmp_path)
