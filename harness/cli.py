@@ -16,8 +16,11 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from harness.budget import LEDGER_DIR
 from harness.config import ConfigError, RunConfig, load_config
 from harness.run import run
 from providers.base import FatalProviderError, MissingExtraError
@@ -69,6 +72,48 @@ def check_presets(overrides: list[str]) -> None:
                 )
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Compose and validate the config before Hydra starts, so a mistake is one line.
+
+    Hydra reports an unknown key (``task.typo=1``) or a syntax error in several lines with a
+    stack-trace hint, and in a sweep only when the failing job starts, after the others have
+    run. In a sweep every value of every comma list is checked (with the first value of the
+    other lists: 50 ms a value); ``range()``/``choice()``/``glob()`` sweeps are left to Hydra.
+    """
+    multirun = any(arg in ("-m", "--multirun") for arg in argv)
+    keys: list[str] = []
+    choices: list[list[str]] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or arg.startswith("-") or key.lstrip("+~").startswith(("hydra.", "hydra/")):
+            continue
+        if multirun and re.search(r"\w\(", value):
+            continue
+        swept = multirun and "," in value and not value.startswith(("[", "{", "'", '"'))
+        keys.append(key)
+        choices.append(value.split(",") if swept else [value])
+    first = [values[0] for values in choices]
+    candidates = [first] + [
+        [*first[:i], value, *first[i + 1 :]]
+        for i, values in enumerate(choices)
+        for value in values[1:]
+    ]
+    for values in candidates:
+        overrides = [f"{key}={value}" for key, value in zip(keys, values, strict=True)]
+        try:
+            compose_config(overrides)
+        except HydraException as exc:
+            message = str(exc).splitlines()[0]
+            unknown = re.match(r"Could not override '([^']+)'", message)
+            if unknown:
+                added = next(o for o in overrides if o.startswith(unknown[1] + "="))
+                raise ConfigError(
+                    f"{unknown[1]}: unknown field (to add a field that is not in the preset, "
+                    f"write +{added})"
+                ) from None
+            raise ConfigError(f"overrides: {message}") from None
+
+
 def compose_config(overrides: list[str] | None = None) -> RunConfig:
     """Compose ``conf/`` with command-line style overrides and validate it, without running.
 
@@ -86,9 +131,17 @@ def compose_config(overrides: list[str] | None = None) -> RunConfig:
 def app(cfg: DictConfig) -> None:
     """Validate the composed config and run it in Hydra's output directory."""
     raw = OmegaConf.to_container(cfg, resolve=True)
+    hydra_config = HydraConfig.get()
+    run_dir = Path(hydra_config.runtime.output_dir)
+    # One job of a sweep, or a job of one resumed by itself: the sweep's jobs share spending.
+    sweep_dir = None
+    if hydra_config.mode == RunMode.MULTIRUN:
+        sweep_dir = Path(hydra_config.sweep.dir)
+    elif (run_dir.parent / LEDGER_DIR).is_dir():
+        sweep_dir = run_dir.parent
     try:
         config = load_config(raw)  # type: ignore[arg-type]
-        summary = run(config, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(config, run_dir, sweep_dir=sweep_dir)
     except (ConfigError, MissingExtraError, FatalProviderError) as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -142,6 +195,7 @@ def main() -> None:
             raise ConfigError(hint)
         sys.argv[1:] = expand_resume(argv)
         check_presets(sys.argv[1:])
+        check_overrides(sys.argv[1:])
     except ConfigError as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -169,12 +169,16 @@ class CacheConfig(StrictModel):
 
 
 class BudgetConfig(StrictModel):
-    """Spending limits of one run (a sweep job is one run)."""
+    """Spending limits of one run, and of all jobs of a sweep together."""
 
     max_usd: float | None = Field(None, gt=0.0)
     """Stop starting new turns once the run's cost reaches this many dollars."""
     max_tokens: int | None = Field(None, ge=1)
     """Stop starting new turns once prompt + completion tokens reach this count."""
+    sweep_max_usd: float | None = Field(None, gt=0.0)
+    """The same limit in dollars over every job of the multirun (``lhe -m``) together."""
+    sweep_max_tokens: int | None = Field(None, ge=1)
+    """The same limit in tokens over every job of the multirun together."""
 
 
 class StopConfig(StrictModel):

@@ -202,22 +202,21 @@ def exceeds_budget(estimate: RunEstimate, budget: BudgetConfig) -> str | None:
     An unknown price cannot exceed ``budget.max_usd`` here; the running budget still stops
     the run on tokens.
     """
-    if (
-        budget.max_usd is not None
-        and estimate.cost_usd is not None
-        and estimate.cost_usd > budget.max_usd
-    ):
-        return (
-            f"budget.max_usd: the estimate is {format_usd(estimate.cost_usd)} (expected) for this "
-            f"run, above the budget of {format_usd(budget.max_usd)}; raise budget.max_usd or "
-            "shrink the run"
-        )
-    if budget.max_tokens is not None and estimate.tokens > budget.max_tokens:
-        return (
-            f"budget.max_tokens: the estimate is {estimate.tokens:,} tokens (expected) for this "
-            f"run, above the budget of {budget.max_tokens:,}; raise budget.max_tokens or shrink "
-            "the run"
-        )
+    for name in ("max_usd", "sweep_max_usd"):
+        limit = getattr(budget, name)
+        if limit is not None and estimate.cost_usd is not None and estimate.cost_usd > limit:
+            return (
+                f"budget.{name}: the estimate is {format_usd(estimate.cost_usd)} (expected) for "
+                f"this run, above the budget of {format_usd(limit)}; raise budget.{name} or "
+                "shrink the run"
+            )
+    for name in ("max_tokens", "sweep_max_tokens"):
+        limit = getattr(budget, name)
+        if limit is not None and estimate.tokens > limit:
+            return (
+                f"budget.{name}: the estimate is {estimate.tokens:,} tokens (expected) for this "
+                f"run, above the budget of {limit:,}; raise budget.{name} or shrink the run"
+            )
     return None
 
 

@@ -59,6 +59,7 @@ pre { background: #f6f8fa; border: 1px solid #ddd; padding: 0.8em; overflow-x: a
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .muted { color: #666; font-size: 0.9em; }
+div.wide { overflow-x: auto; }
 """
 
 
@@ -81,8 +82,15 @@ def _data_uri(path: Path) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    """A pandas table with every cell escaped (labels and values may come from a model)."""
-    return frame.to_html(index=False, escape=True, border=0, na_rep="n/a")
+    """A pandas table with every cell escaped (labels and values may come from a model).
+
+    Floats keep four significant digits (a horizon of 11.2 steps, an accuracy of 0.8733, a
+    cost of 0.0001234); a wide table scrolls inside its box instead of widening the page.
+    """
+    table = frame.to_html(
+        index=False, escape=True, border=0, na_rep="n/a", float_format=lambda x: f"{x:.4g}"
+    )
+    return f'<div class="wide">{table}</div>'
 
 
 def horizon_text(summary: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.budget import Budget
+from harness.budget import LEDGER_DIR, Budget, SweepLedger
 from harness.cache import CachedProvider, ResponseCache
 from harness.config import ConfigError, PriceConfig, RunConfig, describe_validation_error
 from harness.costs import load_price_table, resolve_price, usage_cost
@@ -85,11 +85,12 @@ async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
 
 def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | None) -> None:
     """Refuse a run the budget cannot pay for, or cannot even price."""
-    if config.budget.max_usd is not None and price is None:
-        raise ConfigError(
-            "budget.max_usd: no price is known for this model; set "
-            "model.price={input: USD per 1M tokens, output: USD per 1M tokens} or drop the limit"
-        )
+    for name in ("max_usd", "sweep_max_usd"):
+        if getattr(config.budget, name) is not None and price is None:
+            raise ConfigError(
+                f"budget.{name}: no price is known for this model; set model.price={{input: "
+                "USD per 1M tokens, output: USD per 1M tokens}} or drop the limit"
+            )
     reason = exceeds_budget(estimate, config.budget)
     if reason:
         raise ConfigError(reason)
@@ -115,8 +116,14 @@ async def make_provider(config: RunConfig) -> Provider:
     return provider
 
 
-async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
-    """Run (or resume) the configured experiment in ``run_dir`` and return its summary."""
+async def execute(
+    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run (or resume) the configured experiment in ``run_dir`` and return its summary.
+
+    ``sweep_dir`` is the multirun directory when this run is one job of a sweep: the jobs
+    share their spending there, for ``budget.sweep_max_*``.
+    """
     task_set = make_task_set(config)
     price = resolve_price(config.model, None, load_price_table())
     estimate = estimate_run(config, task_set, price)
@@ -157,6 +164,11 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
             max_usd=config.budget.max_usd,
             max_tokens=config.budget.max_tokens,
             cost_of=lambda usage: usage_cost(usage, price),
+            sweep_max_usd=config.budget.sweep_max_usd,
+            sweep_max_tokens=config.budget.sweep_max_tokens,
+            ledger=None
+            if sweep_dir is None
+            else SweepLedger(sweep_dir / LEDGER_DIR, job=run_dir.name),
         ),
         early_stop=EarlyStop(
             after_failure=config.stop.after_failure,
@@ -168,11 +180,25 @@ async def execute(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         ),
         on_turn=progress_line if config.run.progress else None,
     )
+    # The handlers stay until the summary and report are written: a second Ctrl-C that
+    # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
     remove_handlers = _handle_signals(runner, run_dir)
+    try:
+        return await _run_and_summarize(config, run_dir, runner, provider, progress_line)
+    finally:
+        remove_handlers()
+
+
+async def _run_and_summarize(
+    config: RunConfig,
+    run_dir: Path,
+    runner: Runner,
+    provider: Provider,
+    progress_line: ProgressLine,
+) -> dict[str, Any]:
     try:
         progress = await runner.run()
     finally:
-        remove_handlers()
         progress_line.close()
         await provider.aclose()
     status, note = None, None
@@ -238,6 +264,6 @@ def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
     return remove
 
 
-def run(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+def run(config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None) -> dict[str, Any]:
     """Synchronous entry point."""
-    return asyncio.run(execute(config, run_dir))
+    return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))

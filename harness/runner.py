@@ -158,7 +158,14 @@ class Runner:
 
     async def run(self) -> RunProgress:
         """Run (or continue) every episode; returns the counters."""
-        prior = finished_turns(read_records(self.run_dir))
+        earlier = read_records(self.run_dir)
+        for record in earlier:  # paid for in an earlier session: it counts against the budget
+            self.budget.add(record)
+        self.budget.sync()
+        exhausted = self.budget.exhausted()
+        if exhausted:
+            self.stop(exhausted)
+        prior = finished_turns(earlier)
         self.progress.turns_resumed = sum(len(done) for done in prior.values())
         semaphore = asyncio.Semaphore(self.concurrency)
         with TurnWriter(self.run_dir) as writer:
@@ -178,6 +185,7 @@ class Runner:
                 if not self._aborted:
                     raise
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.budget.sync()
         return self.progress
 
     def stop(self, reason: str) -> None:

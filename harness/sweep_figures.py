@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator, ScalarFormatter
 
 from harness.costs import pareto_frontier
 from harness.plots import (
@@ -58,14 +59,38 @@ def run_labels(table: pd.DataFrame) -> list[str]:
 def plot_points(
     ax: Axes, series: Sequence[PointSeries], *, xlabel: str, ylabel: str, title: str
 ) -> None:
-    """Lines of points with error bars; categorical x when the values are strings."""
+    """Lines of points with error bars.
+
+    Categorical x (strings, e.g. model names) gets points only: a line between two models
+    would suggest something in between. Integer x (K, votes) gets integer ticks, on a log2
+    axis when it spans a factor of 8 or more (K from 1 to 120).
+    """
+    numeric = all(np.issubdtype(np.asarray(s.x).dtype, np.number) for s in series)
     for line in series:
         yerr = None
         if line.lo is not None and line.hi is not None:
             lo = np.where(np.isfinite(line.lo), line.y - line.lo, 0.0)
             hi = np.where(np.isfinite(line.hi), line.hi - line.y, 0.0)
             yerr = np.vstack([np.maximum(lo, 0.0), np.maximum(hi, 0.0)])
-        ax.errorbar(line.x, line.y, yerr=yerr, marker="o", capsize=3, label=literal(line.label))
+        ax.errorbar(
+            line.x,
+            line.y,
+            yerr=yerr,
+            marker="o",
+            capsize=3,
+            linestyle="-" if numeric else "none",
+            label=literal(line.label),
+        )
+    if not numeric:
+        ax.margins(x=0.2)  # keep the first and last category off the frame
+    elif series:
+        values = np.concatenate([np.asarray(s.x, dtype=np.float64) for s in series])
+        if values.size and np.all(values == np.round(values)) and values.min() > 0:
+            if values.max() / values.min() >= 8:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(np.unique(values))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(literal(title))
@@ -116,10 +141,18 @@ def sweep_figures(
     labels = dict(zip(table["run"], run_labels(table), strict=True))
     if len(own) > 1:
         figure, ax = _figure()
+        # One colour per run, shared by its curve and its horizon mark.
+        colors = {run: f"C{i % 10}" for i, run in enumerate(own["run"])}
         plot_task_accuracy(
             ax,
             [
-                summary_series(summaries[run], "task_accuracy", label=labels[run], per_step=True)
+                summary_series(
+                    summaries[run],
+                    "task_accuracy",
+                    label=labels[run],
+                    per_step=True,
+                    color=colors[run],
+                )
                 for run in own["run"]
             ],
             s=float(summaries[own["run"].iloc[0]]["horizon"]["s"]),
@@ -128,6 +161,7 @@ def sweep_figures(
                     label=labels[run],
                     steps=summaries[run]["horizon"]["steps"],
                     censored=summaries[run]["horizon"]["censored"],
+                    color=colors[run],
                 )
                 for run in own["run"]
             ],
@@ -136,9 +170,9 @@ def sweep_figures(
             legend_title="",
         )
         save(figure, "task_accuracy_overlay.png")
-    for x, name, xlabel in (
-        ("k", "horizon_vs_k.png", "turn complexity K (keys per turn)"),
-        ("votes", "horizon_vs_votes.png", "samples per turn (majority vote)"),
+    for x, name, xlabel, title in (
+        ("k", "horizon_vs_k.png", "turn complexity K (keys per turn)", "Horizon vs K"),
+        ("votes", "horizon_vs_votes.png", "samples per turn (majority vote)", "Horizon vs votes"),
     ):
         if own[x].nunique() > 1:
             figure, ax = _figure()
@@ -146,18 +180,26 @@ def sweep_figures(
                 ax,
                 _series_by_model(own, x, "horizon_steps", "horizon_lo", "horizon_hi"),
                 xlabel=xlabel,
-                ylabel="horizon H_s (steps)",
-                title=f"Horizon vs {x}",
+                ylabel="horizon H_s (steps), 95% CI",
+                title=title,
             )
             save(figure, name)
     if own["model"].nunique() > 1:
         figure, ax = _figure()
-        by_model = own.groupby("model", sort=True)["horizon_steps"].max()
+        best = own.loc[own.groupby("model", sort=True)["horizon_steps"].idxmax()]
         plot_points(
             ax,
-            [PointSeries(label="", x=by_model.index.to_numpy(), y=by_model.to_numpy(float))],
+            [
+                PointSeries(
+                    label="",
+                    x=best["model"].astype(str).to_numpy(),
+                    y=best["horizon_steps"].to_numpy(float),
+                    lo=best["horizon_lo"].to_numpy(float),
+                    hi=best["horizon_hi"].to_numpy(float),
+                )
+            ],
             xlabel="model",
-            ylabel="horizon H_s (steps), best run",
+            ylabel="horizon H_s (steps), best run, 95% CI",
             title="Horizon vs model",
         )
         save(figure, "horizon_vs_model.png")

@@ -99,7 +99,13 @@ def test_lhe_command_runs_end_to_end_and_writes_its_files(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("override", "field"), [("task.k=0", "task.k"), ("experiment=nope", "experiment")]
+    ("override", "field"),
+    [
+        ("task.k=0", "task.k"),
+        ("experiment=nope", "experiment"),
+        ("task.typo=1", "task.typo"),  # Hydra's own message for this spans seven lines
+        ("run.concurrency=[1", "overrides"),
+    ],
 )
 def test_lhe_command_prints_one_line_for_a_bad_config(tmp_path, override, field):
     result = subprocess.run(
@@ -168,6 +174,29 @@ def test_resume_dir_continues_the_same_run(tmp_path):
     ]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["turns_resumed"] == 12
+
+
+def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_the_first_job(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "-m",
+            "model=simulated",
+            "model.p=0.9,0.8",
+            "task.k=1,2,0",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "lhe: error: task.k: Input should be greater than or equal to 1 (got 0)"
+    )
+    assert not list(tmp_path.glob("*/turns.jsonl"))  # no job started
 
 
 def test_missing_launcher_plugin_gives_an_install_hint(monkeypatch):

@@ -1,7 +1,11 @@
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from harness.budget import Budget
+from harness.budget import Budget, SweepLedger
 from harness.cli import compose_config
 from harness.records import TurnRecord, read_records
 from harness.run import execute
@@ -102,3 +106,80 @@ async def test_when_decided_stops_a_long_run_early(tmp_path):
     assert episodes_run < 3000
     expected = np.log(0.5) / np.log(0.9)
     assert abs(summary["horizon"]["steps"] - expected) / expected < 0.2
+
+
+async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
+    task_set = generate_task_set(samples=20, turns=20, k=1, seed=1)
+
+    async def resume(max_tokens: int):
+        runner = Runner(
+            task_set=task_set,
+            provider=SimulatedProvider(SimulatedConfig(p=0.9)),
+            sampling=Sampling(),
+            run_dir=tmp_path,
+            concurrency=4,
+            budget=Budget(max_tokens=max_tokens),
+        )
+        return await runner.run()
+
+    first = await resume(20000)
+    assert first.stopped_by == "budget.max_tokens"
+    spent = len(read_records(tmp_path))
+    again = await resume(20000)  # the same budget is already spent: nothing new starts
+    assert again.stopped_by == "budget.max_tokens" and again.turns_done == 0
+    assert len(read_records(tmp_path)) == spent
+    raised = await resume(10**9)
+    assert raised.stopped_by is None
+    assert len(read_records(tmp_path)) == 20 * 20
+
+
+def test_sweep_limit_adds_up_what_every_job_published(tmp_path):
+    base = dict(episode=0, turn=0, keys=["a"], delta=1, truth=1, base=0, status="ok")
+    ledger_dir = tmp_path / ".budget"
+    first = Budget(sweep_max_tokens=1000, ledger=SweepLedger(ledger_dir, job="0_a"))
+    first.add(TurnRecord(**base, usage=Usage(prompt_tokens=600)))
+    first.sync()
+    second = Budget(sweep_max_tokens=1000, ledger=SweepLedger(ledger_dir, job="1_b"))
+    second.add(TurnRecord(**base, usage=Usage(prompt_tokens=300)))
+    assert second.exhausted() is None  # 900 of 1000
+    second.ledger._read_at = float("-inf")  # as if a second had passed
+    first.add(TurnRecord(**base, usage=Usage(prompt_tokens=100)))
+    first.sync()
+    assert second.exhausted() == "budget.sweep_max_tokens"
+    assert first.exhausted() == "budget.sweep_max_tokens"  # it reads the second's 300 too
+    assert Budget(sweep_max_tokens=1000).exhausted() is None  # no ledger: this run alone
+
+
+def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "harness.cli",
+        "-m",
+        "model=simulated",
+        "model.p=0.9,0.95,0.99",
+        "task.samples=10",
+        "task.turns=10",
+        "run.concurrency=2",
+        "metrics.bootstrap=20",
+        "budget.sweep_max_tokens=100000",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert len(summaries) == 3
+    spent = [s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"] for s in summaries]
+    # The basic launcher runs the jobs one after another: the first fits, the second reaches
+    # the limit part-way, the third finds it spent and starts nothing.
+    assert summaries[0]["status"] == "complete" and spent[0] < 100000
+    assert [s["stopped_by"] for s in summaries[1:]] == ["budget.sweep_max_tokens"] * 2
+    assert summaries[1]["turns_unfinished"] > 0 and spent[2] == 0
+    assert summaries[2]["turns_unfinished"] == 10 * 10
+    # Over the limit by at most the turns that were in flight when it was reached.
+    largest = max(
+        r.usage.prompt_tokens + r.usage.completion_tokens
+        for run in tmp_path.glob("*/turns.jsonl")
+        for r in read_records(run.parent)
+    )
+    assert 100000 <= sum(spent) <= 100000 + 2 * largest
