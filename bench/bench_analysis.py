@@ -20,7 +20,6 @@ time for it.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import resource
 import tempfile
@@ -127,11 +126,6 @@ def new_counts(run_dir: Path, table) -> None:
     table.reported_model_id()
 
 
-def economics_takes_table() -> bool:
-    """True once ``costs.economics`` accepts a ``RecordTable`` (see BENCHMARKS.md)."""
-    return "RecordTable" in str(inspect.signature(economics).parameters["records"].annotation)
-
-
 def timed(phases: dict[str, float], name: str, fn: Callable):
     start = time.perf_counter()
     result = fn()
@@ -166,9 +160,8 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
     timed(phases, "counts", lambda: new_counts(run_dir, table))
-    if economics_takes_table():
-        summary = summarize(run_dir, resamples=0)
-        timed(phases, "economics", lambda: economics(table, summary, None, 0.5))
+    summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
+    timed(phases, "economics", lambda: economics(table, summary, None, 0.5))
     return phases
 
 
@@ -199,9 +192,7 @@ def main() -> None:
         old = old_path(small, small_episodes)
         new_small = best_of(args.repeat, lambda: new_path(small, small_episodes))
         new_full = best_of(args.repeat, lambda: new_path(full, args.episodes))
-        end_to_end = None
-        if economics_takes_table():  # else summarize() reads 1M TurnRecords for economics
-            end_to_end = best_of(args.repeat, lambda: summarize_time(full))["summarize"]
+        end_to_end = best_of(args.repeat, lambda: summarize_time(full))["summarize"]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
@@ -228,12 +219,8 @@ def main() -> None:
         f"{'sum of phases':<22} {sum(old.values()):>17.2f}s {small_total:>13.3f}s "
         f"{new_total:>13.3f}s"
     )
-    if end_to_end is None:
-        print("summarize() end to end: not run; economics() still takes TurnRecords, so")
-        print("summarize() pays the pydantic read for it (see BENCHMARKS.md)")
-    else:
-        verdict = "met" if end_to_end < 5 else "MISSED"
-        print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")
+    verdict = "met" if end_to_end < 5 else "MISSED"
+    print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")
     print(f"peak RSS {peak_mb:.0f} MB")
 
 
