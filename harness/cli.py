@@ -194,8 +194,7 @@ def main() -> None:
         if hint:
             raise ConfigError(hint)
         sys.argv[1:] = expand_resume(argv)
-        check_presets(sys.argv[1:])
-        check_overrides(sys.argv[1:])
+        check_overrides(sys.argv[1:])  # presets too: compose_config checks them first
     except ConfigError as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -117,19 +117,19 @@ def horizon(
     """
     lengths = scores.lengths
     task_curve = column_means(scores.task_correct)
-    if np.isnan(task_curve).all():
-        # Nothing scored: a crossing would be read off the length-0 point alone and claim
-        # that task accuracy never fell below s.
-        empty = Horizon(s=s, steps=None, turns=None, censored=False, ci95=None, logistic_steps=None)
-        return empty, {"index_accuracy": None, "turn_accuracy": None, "task_accuracy": None}
-    crossing, censored = crossing_points(task_curve[None, :], lengths, s)
-    steps = float(crossing[0])
-
     curve_ci: dict[str, list[list[float]] | None] = {
         "index_accuracy": None,
         "turn_accuracy": None,
         "task_accuracy": None,
     }
+    if np.isnan(task_curve).all():
+        # Nothing scored: a crossing would be read off the length-0 point alone and claim
+        # that task accuracy never fell below s.
+        empty = Horizon(s=s, steps=None, turns=None, censored=False, ci95=None, logistic_steps=None)
+        return empty, curve_ci
+    crossing, censored = crossing_points(task_curve[None, :], lengths, s)
+    steps = float(crossing[0])
+
     ci95 = None
     episodes = scores.task_correct.shape[0]
     if resamples > 0 and episodes > 1:

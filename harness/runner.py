@@ -162,9 +162,7 @@ class Runner:
         for record in earlier:  # paid for in an earlier session: it counts against the budget
             self.budget.add(record)
         self.budget.sync()
-        exhausted = self.budget.exhausted()
-        if exhausted:
-            self.stop(exhausted)
+        self._check_budget()
         prior = finished_turns(earlier)
         self.progress.turns_resumed = sum(len(done) for done in prior.values())
         semaphore = asyncio.Semaphore(self.concurrency)
@@ -224,6 +222,12 @@ class Runner:
             base=base,
         )
 
+    def _check_budget(self) -> None:
+        """Stop starting turns once a spending limit is reached."""
+        exhausted = self.budget.exhausted()
+        if exhausted:
+            self.stop(exhausted)
+
     def _emit(self, writer: TurnWriter, record: TurnRecord) -> None:
         writer.write(record)
         self.progress.turns_done += 1
@@ -231,9 +235,7 @@ class Runner:
             self.progress.provider_errors += 1
             self.progress.last_provider_error = record.error
         self.budget.add(record)
-        exhausted = self.budget.exhausted()
-        if exhausted:
-            self.stop(exhausted)
+        self._check_budget()
         if self.on_turn is not None:
             self.on_turn(record, self.progress)
 

@@ -40,19 +40,23 @@ async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
     assert cheap["usage"]["prompt_tokens"] < full["usage"]["prompt_tokens"] / 2
 
 
+async def run_with_budget(run_dir, *, max_tokens: int):
+    """20 episodes x 20 turns of the simulated executor in ``run_dir`` (resumed if there)."""
+    runner = Runner(
+        task_set=generate_task_set(samples=20, turns=20, k=1, seed=1),
+        provider=SimulatedProvider(SimulatedConfig(p=0.9)),
+        sampling=Sampling(),
+        run_dir=run_dir,
+        concurrency=4,
+        budget=Budget(max_tokens=max_tokens),
+    )
+    return await runner.run()
+
+
 async def test_token_budget_stops_new_turns_and_says_so(tmp_path):
     """The pre-run estimate refuses runs it expects to overspend; this one overspends anyway
     (the estimate is an estimate), so the runner's own check must stop it."""
-    task_set = generate_task_set(samples=20, turns=20, k=1, seed=1)
-    runner = Runner(
-        task_set=task_set,
-        provider=SimulatedProvider(SimulatedConfig(p=0.9)),
-        sampling=Sampling(),
-        run_dir=tmp_path,
-        concurrency=4,
-        budget=Budget(max_tokens=20000),
-    )
-    progress = await runner.run()
+    progress = await run_with_budget(tmp_path, max_tokens=20000)
     records = read_records(tmp_path)
     spent = sum(r.usage.prompt_tokens + r.usage.completion_tokens for r in records)
     assert progress.stopped_by == "budget.max_tokens"
@@ -109,26 +113,14 @@ async def test_when_decided_stops_a_long_run_early(tmp_path):
 
 
 async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
-    task_set = generate_task_set(samples=20, turns=20, k=1, seed=1)
-
-    async def resume(max_tokens: int):
-        runner = Runner(
-            task_set=task_set,
-            provider=SimulatedProvider(SimulatedConfig(p=0.9)),
-            sampling=Sampling(),
-            run_dir=tmp_path,
-            concurrency=4,
-            budget=Budget(max_tokens=max_tokens),
-        )
-        return await runner.run()
-
-    first = await resume(20000)
+    first = await run_with_budget(tmp_path, max_tokens=20000)
     assert first.stopped_by == "budget.max_tokens"
     spent = len(read_records(tmp_path))
-    again = await resume(20000)  # the same budget is already spent: nothing new starts
+    # the same budget is already spent: nothing new starts
+    again = await run_with_budget(tmp_path, max_tokens=20000)
     assert again.stopped_by == "budget.max_tokens" and again.turns_done == 0
     assert len(read_records(tmp_path)) == spent
-    raised = await resume(10**9)
+    raised = await run_with_budget(tmp_path, max_tokens=10**9)
     assert raised.stopped_by is None
     assert len(read_records(tmp_path)) == 20 * 20
 
