@@ -21,7 +21,9 @@ def load_task_set(
 ) -> TaskSet:
     """Generate a task set, or import ``source`` and re-chunk it into turns of ``k``.
 
-    For an import, ``samples`` and ``turns`` cap what is used.
+    For an import, ``samples`` and ``turns`` select what is used. A source with fewer episodes,
+    or shorter ones, than asked for is an error rather than a silent cut: a run that measured
+    5 episodes while its config says 20 would report an interval from data it does not name.
     """
     if source is None:
         return generate_task_set(
@@ -38,4 +40,15 @@ def load_task_set(
         raise ValueError(f"task.source: no such file or directory: {source}")
     from tasks.dataset_io import import_task_set
 
-    return import_task_set(path).rechunk(k, turns=turns, samples=samples)
+    imported = import_task_set(path)
+    if imported.samples < samples:
+        raise ValueError(
+            f"task.samples: {source} holds {imported.samples} episodes (got {samples}; "
+            f"allowed: 1..{imported.samples})"
+        )
+    if imported.steps // k < turns:
+        raise ValueError(
+            f"task.turns: {source} has {imported.steps} keys per episode, {imported.steps // k} "
+            f"turns of task.k={k} (got {turns}; allowed: 1..{imported.steps // k})"
+        )
+    return imported.rechunk(k, turns=turns, samples=samples)

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -46,5 +48,26 @@ def test_never_raises_on_arbitrary_text(text):
 @given(
     st.lists(st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "-", "12", " ", "x"]))
 )
-def test_never_raises_on_tag_soup(parts):
-    parse_reply("".join(parts))
+def test_tag_soup_is_classified_like_a_slow_obvious_parser(parts):
+    text = "".join(parts)
+    parsed = parse_reply(text)
+    assert parsed.status in {"ok", "no_answer", "bad_format", "unterminated_think"}
+    assert (parsed.answer is not None) == (parsed.status == "ok")
+    assert (parsed.status, parsed.answer) == obvious_parse(text)
+
+
+def obvious_parse(text):
+    """The documented rules, written the slow way (regexes, no tag-by-tag search)."""
+    visible = re.sub(r"<think>.*?</think>", "", text, flags=re.S | re.I)
+    if "</think>" in visible.lower():
+        visible = visible[visible.lower().rindex("</think>") + len("</think>") :]
+    unterminated = "<think>" in visible.lower()
+    if unterminated:
+        visible = visible[: visible.lower().index("<think>")]
+    match = re.search(r"<answer>(.*?)</answer>", visible, flags=re.S | re.I)
+    if match is None:
+        return ("unterminated_think" if unterminated else "no_answer"), None
+    inner = match.group(1).strip()
+    if re.fullmatch(r"[+-]?\d{1,18}", inner) is None:
+        return "bad_format", None
+    return "ok", int(inner)
