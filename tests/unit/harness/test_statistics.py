@@ -37,8 +37,9 @@ def test_a_curve_that_never_falls_below_s_is_censored_at_the_last_length():
 def test_unscored_points_carry_the_previous_value():
     curves = np.array([[0.9, np.nan, 0.3]])
     crossing, _ = crossing_points(curves, np.array([1.0, 2.0, 3.0]), 0.5)
-    # NaN at 2 becomes 0.9, so the crossing lies between 2 and 3
-    assert 2.0 < crossing[0] < 3.0
+    # NaN at 2 becomes 0.9: crossing at 2 + (0.9 - 0.5) / (0.9 - 0.3) = 2.667, where
+    # interpolating across the gap (0.9 at 1 to 0.3 at 3) would give 2.333
+    assert crossing[0] == pytest.approx(2 + 0.4 / 0.6)
 
 
 def test_weights_resample_whole_episodes():
