@@ -1,10 +1,19 @@
+import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+
+from harness.cli import compose_config
+from harness.pipeline import execute
+from harness.records.schema import read_records
+from harness.run.runner import Runner
+from providers.base import ChatResult, Usage
+from testing.scripted import ScriptedProvider
 
 ARGS = [
     "model=simulated",
@@ -82,3 +91,79 @@ def test_a_signal_stops_cleanly_and_resume_completes_the_same_run(tmp_path, sign
     assert len(final) == len(set((e, t) for e, t, _ in final)) == 300  # no duplicates, no gaps
     assert sorted(final) == sorted(answers(reference))
     assert final[: len(partial)] == partial  # nothing measured was rewritten
+
+
+class Gate:
+    """Replies only when released; says when ``expected`` requests are in flight at once."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.in_flight = 0
+        self.all_in = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, messages, sampling):
+        self.in_flight += 1
+        if self.in_flight == self.expected:
+            self.all_in.set()
+        await self.release.wait()
+        return ChatResult(content="<answer>0</answer>", usage=Usage(prompt_tokens=1))
+
+
+@pytest.mark.parametrize(
+    ("signals", "recorded"),
+    [
+        ([signal.SIGTERM], 4),
+        ([signal.SIGINT], 4),
+        ([signal.SIGINT, signal.SIGINT], 0),
+        ([signal.SIGTERM, signal.SIGINT], 0),
+    ],
+    ids=["sigterm", "sigint", "sigint_twice", "sigterm_then_sigint"],
+)
+async def test_first_signal_lets_turns_in_flight_finish_and_a_second_drops_them(
+    tmp_path, monkeypatch, capsys, signals, recorded
+):
+    """Four episodes wait inside their first request when the signals arrive (no timing: the
+    provider holds every reply until the test releases it, after the last signal was seen)."""
+    gate = Gate(expected=4)
+    provider = ScriptedProvider(gate)
+
+    async def make_provider(config):
+        return provider
+
+    monkeypatch.setattr("harness.pipeline.make_provider", make_provider)
+    handled = asyncio.Queue()
+    for name in ("stop", "abort"):
+        original = getattr(Runner, name)
+
+        def spy(self, *args, _original=original, _name=name):
+            _original(self, *args)
+            handled.put_nowait(_name)
+
+        monkeypatch.setattr(Runner, name, spy)
+    config = compose_config(
+        [
+            "model=simulated",
+            "task.samples=8",
+            "task.turns=5",
+            "run.concurrency=4",
+            "run.progress=false",
+            "metrics.bootstrap=0",
+            "cache.enabled=off",
+        ]
+    )
+    run = asyncio.create_task(execute(config, tmp_path))
+    await gate.all_in.wait()
+    for sig in signals:
+        os.kill(os.getpid(), sig)
+        await asyncio.wait_for(handled.get(), timeout=10)
+    gate.release.set()
+    summary = await asyncio.wait_for(run, timeout=60)
+
+    records = read_records(tmp_path)
+    assert len(records) == recorded
+    assert all((r.turn, r.status) == (0, "ok") for r in records)
+    assert len(provider.requests) == 4  # no new turn started after the first signal
+    assert summary["status"] == "interrupted"
+    assert summary["turns_unfinished"] == 8 * 5 - recorded
+    assert f"resume with: lhe resume={tmp_path}" in capsys.readouterr().err
