@@ -69,6 +69,18 @@ async def run(run_config: RunConfig, run_dir: Path) -> tuple[dict, str]:
     return summary, printed.getvalue()
 
 
+def first_below(curve: list[float | None], s: float, k: int) -> float:
+    """Where a task-accuracy curve first falls below s, interpolated from length 0 at 1."""
+    previous_length, previous = 0.0, 1.0
+    for turn, accuracy in enumerate(curve, start=1):
+        accuracy = previous if accuracy is None else accuracy
+        if accuracy < s:
+            fraction = (previous - s) / (previous - accuracy)
+            return previous_length + fraction * (turn * k - previous_length)
+        previous_length, previous = float(turn * k), accuracy
+    return previous_length
+
+
 def outcomes(run_dir: Path) -> dict[tuple[int, int], tuple]:
     latest = latest_records(read_records(run_dir))
     return {key: (r.status, r.answer, r.reply) for key, r in latest.items()}
@@ -163,6 +175,34 @@ async def test_failed_turns_stay_out_of_every_denominator_and_resume_fills_them(
         summary, _ = await run(flaky, tmp_path)
     assert summary["status"] == "complete"
     assert outcomes(tmp_path) == clean
+
+
+async def test_provider_errors_skew_neither_task_accuracy_nor_the_horizon(tmp_path):
+    """At p = 0.97 most episodes are still right when their provider error comes, so scoring
+    an error as a failure (or dropping it as a success) moves task accuracy and H_s."""
+    with running_fake_server(seed=1, rate_503=0.5, **{**SERVER, "p": 0.97}) as server:
+        summary, _ = await run(config(server.base_url, max_attempts=2), tmp_path)
+    latest = list(latest_records(read_records(tmp_path)).values())
+    assert any(r.status == "provider_error" and r.turn > 0 for r in latest)
+    # Task accuracy, walked episode by episode: right so far, failed for good, or unknown
+    # from a provider error on (a failure before it still counts).
+    state = {e: "right" for e in range(EPISODES)}
+    task = []
+    by_key = {(r.episode, r.turn): r for r in latest}
+    for turn in range(TURNS):
+        for episode in range(EPISODES):
+            record = by_key.get((episode, turn))
+            if state[episode] != "right":
+                continue
+            if record is None or record.status == "provider_error":
+                state[episode] = "unknown"
+            elif record.answer != record.truth:
+                state[episode] = "failed"
+        known = [s == "right" for s in state.values() if s != "unknown"]
+        task.append(float(np.mean(known)) if known else None)
+    assert summary["task_accuracy"] == pytest.approx(task)
+    assert summary["horizon"]["steps"] == pytest.approx(first_below(task, 0.5, k=2))
+    assert None not in task and task[-1] < 0.5 < task[0]  # a crossing inside the run
 
 
 async def test_a_10_mb_reply_around_a_short_answer_is_read_and_stored_whole(clean, tmp_path):
