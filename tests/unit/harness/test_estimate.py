@@ -45,7 +45,10 @@ def estimate(overrides, price=PRICE):
     ids=["full", "window2", "target_turn", "injected_window_target", "k3_votes3"],
 )
 async def test_estimate_agrees_with_the_usage_of_a_real_run(tmp_path, monkeypatch, overrides):
-    """The simulated provider counts characters / 4 too, so the two must agree closely."""
+    """Same requests, same text: the simulated provider counts characters / 4 like the
+    estimate, so this checks only that the estimate rebuilds what the runner sends (request
+    count, history, window, filled turns, votes). Real token counts are compared in
+    test_estimate_real_tokens.py."""
     monkeypatch.setattr("harness.pipeline.write_run_report", skip_report)
     config, predicted = estimate(overrides)
     await execute(config, tmp_path)
