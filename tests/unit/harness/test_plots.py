@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from PIL import Image
 
 from harness.analysis.summary import SUMMARY_FILE, summarize, write_summary
@@ -104,6 +105,16 @@ async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
     for path in paths:
         assert path.parent == tmp_path
         assert_real_png(path)
+    # The figures draw the summary's numbers: each curve at its lengths, H_s where it is.
+    k = summary["k"]
+    turns = np.arange(1, len(summary["task_accuracy"]) + 1)
+    task_ax = task_accuracy_figure(summary).axes[0]
+    drawn = [(list(line.get_xdata()), list(line.get_ydata())) for line in task_ax.get_lines()]
+    assert (list(turns * k), summary["task_accuracy"]) in drawn
+    assert ([summary["horizon"]["steps"]] * 2, [0, 1]) in drawn
+    turn_ax = turn_accuracy_figure(summary).axes[0]
+    drawn = [(list(line.get_xdata()), list(line.get_ydata())) for line in turn_ax.get_lines()]
+    assert (list(turns), summary["turn_accuracy"]) in drawn
 
 
 async def test_censored_run_is_drawn_and_labelled_as_a_lower_bound(tmp_path):
@@ -194,9 +205,16 @@ def test_a_dollar_in_a_model_label_is_drawn_literally(tmp_path):
 
     summary = written_run(tmp_path, samples=2, turns=3, k=1, answer_for=perfect, label="m$1")
     summary = {**summary, "model": "cost$5 and $6"}  # an unescaped pair would be math mode
-    figure = task_accuracy_figure(summary)
-    figure.savefig(tmp_path / "dollar.png")
-    assert_real_png(tmp_path / "dollar.png")
+    for build in (task_accuracy_figure, turn_accuracy_figure):
+        figure = build(summary)
+        figure.savefig(tmp_path / "dollar.png")
+        assert_real_png(tmp_path / "dollar.png")
+        texts = [t for t in figure.findobj(Text) if "cost" in t.get_text()]
+        assert texts, "the model label is drawn somewhere"
+        for text in texts:
+            # what matplotlib will draw, and whether it would parse it as math
+            drawn, is_math = text._preprocess_math(text.get_text())
+            assert is_math is False and "cost$5 and $6" in drawn
 
 
 def test_importing_plots_leaves_pyplot_and_the_backend_alone():
