@@ -275,6 +275,18 @@ PRESETS = [
 ]
 
 
+UPSTREAM_DEFAULTS = {
+    "openai_compatible": ("http://127.0.0.1:8000/v1", None),
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY"),
+    "openrouter": ("https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+    "vllm": ("http://127.0.0.1:8000/v1", None),  # vllm serve listens on 8000
+    "sglang": ("http://127.0.0.1:30000/v1", None),  # sglang.launch_server: 30000
+    "llama_cpp_server": ("http://127.0.0.1:8080/v1", None),  # llama-server: 8080
+    "ollama": ("http://127.0.0.1:11434/v1", None),  # ollama serve: 11434
+}
+"""Each preset's endpoint and key variable, from the servers' and APIs' own documentation."""
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 async def test_every_preset_composes_and_its_keys_are_accepted(preset, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-preset-test")
@@ -285,6 +297,8 @@ async def test_every_preset_composes_and_its_keys_are_accepted(preset, monkeypat
     provider = create(config.model.provider_options(), concurrency=2)
     await provider.aclose()
     assert provider.config.name == "org/some-model"
+    assert (config.model.base_url, config.model.api_key_env) == UPSTREAM_DEFAULTS[preset]
+    assert (provider.config.base_url, provider.config.api_key_env) == UPSTREAM_DEFAULTS[preset]
 
 
 @pytest.mark.parametrize(("mode", "thinking"), [("direct", False), ("thinking", True)])
