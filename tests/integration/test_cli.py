@@ -38,13 +38,41 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize(("overrides", "field"), BAD_CONFIGS)
+@pytest.fixture
+def model_calls(monkeypatch):
+    """Every chat request the simulated executor receives in this test."""
+    from providers.simulated import SimulatedProvider
+
+    calls = []
+    original = SimulatedProvider.chat
+
+    async def counted(self, messages, sampling):
+        calls.append(messages)
+        return await original(self, messages, sampling)
+
+    monkeypatch.setattr(SimulatedProvider, "chat", counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        *BAD_CONFIGS,
+        (["budget.max_usd=1"], "budget.max_usd"),
+        (["model.price={input:3,output:15}", "budget.max_usd=0.0001"], "budget.max_usd"),
+        (["budget.max_tokens=10"], "budget.max_tokens"),
+    ],
+)
 async def test_bad_config_fails_before_any_model_call_with_one_line_naming_the_field(
-    overrides, field
+    overrides, field, tmp_path, model_calls
 ):
+    from harness.pipeline import execute
+
     with pytest.raises(ConfigError) as caught:
         config = compose_config(["model=simulated", *overrides])
         await prepare(config)
+        await execute(config, tmp_path / "run")
+    assert model_calls == []
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(field + ":") or f"{field}:" in message
