@@ -157,7 +157,9 @@ class TestRealModel:
         messages = dict_sum_messages(turns=2)
         result = await provider.chat(messages, Sampling(max_tokens=12, seed=1))
         assert result.outcome == "ok", result.error
-        assert isinstance(result.content, str)
+        assert result.content.strip()  # a real reply, not an empty stand-in
+        completion = len(provider._llm.tokenize(result.content.encode(), add_bos=False))
+        assert abs(completion - result.usage.completion_tokens) <= 1  # the stop token
         system_tokens = len(provider._llm.tokenize(messages[0].content.encode(), add_bos=False))
         assert result.usage.prompt_tokens > system_tokens  # template and turns come on top
         assert 1 <= result.usage.completion_tokens <= 12
@@ -260,4 +262,15 @@ async def test_pipeline_end_to_end_with_the_real_model(tmp_path):
     assert all(r.status != "provider_error" for r in records)
     assert all(not r.usage.estimated and r.usage.prompt_tokens > 0 for r in records)
     assert (tmp_path / "summary.json").is_file()
-    assert summary
+    # The summary is the records' account: every turn scored, counts and tokens add up.
+    assert (summary["status"], summary["turns_scored"], summary["provider_errors"]) == (
+        "complete",
+        6,
+        0,
+    )
+    formats = sum(r.status in ("no_answer", "bad_format", "unterminated_think") for r in records)
+    assert summary["format_errors"] == formats
+    assert summary["usage"]["prompt_tokens"] == sum(r.usage.prompt_tokens for r in records)
+    for turn in range(3):
+        right = [r.answer == r.truth for r in records if r.turn == turn]
+        assert summary["index_accuracy"][turn] == pytest.approx(sum(right) / 2)
