@@ -28,9 +28,7 @@ def frontier_by_hand(rows):
     """Runs that no other run beats: cheaper-or-equal with a horizon at least as long."""
     kept = []
     for run, cost, steps in rows:
-        beaten = any(
-            (c <= cost and h >= steps) and (c, h) != (cost, steps) for _, c, h in rows
-        )
+        beaten = any((c <= cost and h >= steps) and (c, h) != (cost, steps) for _, c, h in rows)
         if not beaten:
             kept.append(run)
     return sorted(kept)

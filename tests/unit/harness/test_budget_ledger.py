@@ -5,7 +5,6 @@ The ledger reads ``time.monotonic`` through its module; the tests replace that m
 """
 
 import multiprocessing
-import types
 
 import pytest
 

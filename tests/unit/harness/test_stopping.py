@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.cli import compose_config
-from harness.economics.budget import Budget, SweepLedger
+from harness.economics.budget import Budget
 from harness.pipeline import execute
 from harness.records.schema import TurnRecord, read_records
 from harness.run.runner import Runner
