@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.format_drift import drift_warning
 from harness.files import atomic_write_text, read_json
 from harness.manifest import MANIFEST_FILE
 from harness.metrics import FORMAT_ERRORS, UNSCORED_STATUSES
@@ -261,7 +262,10 @@ def failure_table(example: FailureExample) -> str:
     literal backslash-n.
     """
     show_reasoning = any(r.reasoning for r in example.records)
-    show_history = any(r.shown is not None and r.shown != r.answer for r in example.records)
+    show_history = any(
+        r.shown_text is not None or (r.shown is not None and r.shown != r.answer)
+        for r in example.records
+    )
     headers = ["turn", "keys", "truth", "own prev. + values", "reply (raw)", "answer", "status"]
     headers += ["off by"]
     if show_history:
@@ -283,7 +287,9 @@ def failure_table(example: FailureExample) -> str:
             ("text", status),
             ("num", off),
         ]
-        if show_history:
+        if show_history and record.shown_text is not None:  # written by the harness
+            cells.append(("text", _clip(record.shown_text)))
+        elif show_history:
             cells.append(("num", "" if record.shown is None else record.shown))
         if show_reasoning:
             cells.append(("text", _clip(record.reasoning or "")))
@@ -361,6 +367,8 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
             f'<div class="banner incomplete">Run {_esc(summary["status"])}{_esc(note)}: '
             f"{_esc(summary['turns_unfinished'])} turns unfinished.</div>"
         )
+    if warning := drift_warning(summary):
+        banners.append(f'<div class="banner incomplete">{_esc(warning)}</div>')
     figures = "\n".join(
         f'<figure><img alt="{_esc(alt)}" src="{_data_uri(run_dir / name)}"></figure>'
         for name, alt in (

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.format_drift import drift_warning, run_format_drift
 from harness.config import ModelConfig
 from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
@@ -105,6 +106,7 @@ def summarize(
         "prop1": prop1(scores, s) if own_history else None,
         "format_errors": sum(statuses[name] for name in FORMAT_ERRORS),
         "format_errors_by_kind": {name: statuses[name] for name in FORMAT_ERRORS},
+        "format_drift": run_format_drift(run_dir, manifest["config"]["task"]["mode"]),
         "context_exceeded": statuses["context_exceeded"],
         "provider_errors": statuses["provider_error"],
         "provider_errors_total": int(table.is_status("provider_error").sum()),
@@ -186,6 +188,7 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         "",
         f"errors     format {summary['format_errors']}, provider {summary['provider_errors']}, "
         f"context exceeded {summary['context_exceeded']}, retries {summary['retries']}",
+        *([f"warning    {warning}"] if (warning := drift_warning(summary)) else []),
         f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
         + (" (estimated)" if usage["estimated"] else ""),
         _cost_line(summary.get("economics")),
