@@ -117,6 +117,14 @@ def read_dictionary(system_text: str) -> dict[str, int]:
     return {str(w): int(v) for w, v in json.loads(rest.strip().splitlines()[0]).items()}
 
 
+def read_mode(system_text: str) -> Mode:
+    """The mode a system message built by :func:`system_prompt` asks for."""
+    for mode, rule in _MODE_RULES.items():
+        if rule in system_text:
+            return mode  # type: ignore[return-value]
+    raise ValueError("system message states no mode")
+
+
 def history_reply(parsed: ParsedReply, mode: Mode) -> str:
     """What the assistant turn looks like in the history sent with later turns.
 

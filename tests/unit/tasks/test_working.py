@@ -3,7 +3,7 @@ from hypothesis import strategies as st
 
 from tasks.generate import generate_task_set
 from tasks.parsing import parse_reply
-from tasks.prompts import demo_turns
+from tasks.prompts import demo_turns, read_mode, system_prompt
 from tasks.working import WorkingLine, cot_reply, shows_working, working_lines
 
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
@@ -51,3 +51,9 @@ def test_replies_without_the_taught_working_are_told_apart():
 def test_hostile_text_is_read_without_crashing():
     assert shows_working("9" * 10_000 + " + apple (1) = 2")
     assert working_lines("(" * 50_000 + "=" * 50_000) == []
+
+
+def test_the_mode_is_read_back_from_the_system_prompt():
+    task_set = generate_task_set(samples=1, turns=1, k=2, seed=3)
+    for mode in ("direct", "cot", "thinking"):
+        assert read_mode(system_prompt(task_set.dictionary, mode, 2)) == mode
