@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.records import TurnRecord, iter_records
+from harness.records.schema import TurnRecord, iter_records
 from tasks.parsing import strip_reasoning
 from tasks.working import shows_working
 

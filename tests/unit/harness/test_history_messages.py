@@ -9,14 +9,14 @@ import re
 
 import pytest
 
-from harness.history import HistoryPolicy, injection
-from harness.records import read_records
-from harness.runner import Runner
+from harness.records.schema import read_records
+from harness.run.history import HistoryPolicy, injection
+from harness.run.runner import Runner
 from providers.base import ChatResult, Message, Sampling
-from providers.scripted import ScriptedProvider
 from tasks.generate import generate_task_set
 from tasks.prompts import system_prompt
 from testing.recording import RecordingProvider
+from testing.scripted import ScriptedProvider
 
 SAMPLES, TURNS, K = 3, 6, 3
 RATE, SEED, MAGNITUDE = 0.5, 11, 10

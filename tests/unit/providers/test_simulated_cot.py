@@ -1,8 +1,8 @@
 import re
 
-from harness.history import HistoryPolicy
-from harness.records import read_records
-from harness.runner import Runner
+from harness.records.schema import read_records
+from harness.run.history import HistoryPolicy
+from harness.run.runner import Runner
 from providers.base import Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.generate import generate_task_set
