@@ -196,3 +196,9 @@ async def test_resume_rebuilds_the_written_cot_history_byte_for_byte(tmp_path):
         turn = sum(m.role == "user" for m in request.messages) - 1
         expected = expected_request(task_set, "cot", "injected", episode, turn, first_called)
         assert list(request.messages) == expected
+
+
+def test_a_cot_turn_cannot_be_written_without_its_keys():
+    with pytest.raises(ValueError, match="keys and values"):
+        HistoryPolicy(source="healed", mode="cot").rewritten(0, 0, truth=5)
+    assert HistoryPolicy(source="healed").rewritten(0, 0, truth=5).text == "<answer>5</answer>"
