@@ -14,9 +14,10 @@ which pays for hundreds of generated tokens a turn, is never large enough for th
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
 
 from harness.records.schema import TurnRecord, iter_records
 from tasks.parsing import strip_reasoning
@@ -30,25 +31,17 @@ DRIFT_WARNING_SHARE = 0.2
 DRIFT_WARNING = "the model stopped showing its working: results may measure format imitation"
 
 
-@dataclass(frozen=True, slots=True)
-class FormatDrift:
+class FormatDrift(BaseModel):
     """Called CoT turns with a reply, and how many of them show no working line."""
 
+    model_config = ConfigDict(extra="forbid")
+
     replies: int
+    """Turns the model was called at and answered (format errors included)."""
     without_working: int
-
-    @property
-    def share(self) -> float | None:
-        """Share of replies without working; None when no turn got a reply."""
-        return self.without_working / self.replies if self.replies else None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The summary's ``format_drift`` block."""
-        return {
-            "share": self.share,
-            "replies": self.replies,
-            "without_working": self.without_working,
-        }
+    """Of those, replies whose visible text has no line of the taught layout."""
+    share: float | None
+    """without_working / replies; None when no turn got a reply."""
 
 
 def format_drift(records: Iterable[TurnRecord]) -> FormatDrift:
@@ -64,24 +57,25 @@ def format_drift(records: Iterable[TurnRecord]) -> FormatDrift:
         visible = strip_reasoning(record.reply)[0] if answered else ""
         working[(record.episode, record.turn)] = shows_working(visible) if answered else None
     flags = [flag for flag in working.values() if flag is not None]
-    return FormatDrift(replies=len(flags), without_working=flags.count(False))
+    without = flags.count(False)
+    return FormatDrift(
+        replies=len(flags), without_working=without, share=without / len(flags) if flags else None
+    )
 
 
-def run_format_drift(run_dir: Path, mode: str) -> dict[str, Any] | None:
-    """The ``format_drift`` block of a run's summary: None outside CoT mode."""
+def run_format_drift(run_dir: Path, mode: str) -> FormatDrift | None:
+    """The ``format_drift`` of a run's summary: None outside CoT mode."""
     if mode != "cot":
         return None
-    return format_drift(iter_records(run_dir)).as_dict()
+    return format_drift(iter_records(run_dir))
 
 
-def drift_warning(summary: dict[str, Any]) -> str | None:
-    """The warning line for a summary whose format drift is above the threshold, else None."""
-    drift = summary.get("format_drift") or {}
-    share = drift.get("share")
-    if share is None or share <= DRIFT_WARNING_SHARE:
+def drift_warning(drift: FormatDrift | None) -> str | None:
+    """The warning line for a format drift above the threshold, else None."""
+    if drift is None or drift.share is None or drift.share <= DRIFT_WARNING_SHARE:
         return None
     return (
-        f"format drift {share:.0%} ({drift['without_working']} of {drift['replies']} CoT "
+        f"format drift {drift.share:.0%} ({drift.without_working} of {drift.replies} CoT "
         f"replies show no working); {DRIFT_WARNING}"
     )
 

@@ -5,13 +5,13 @@ import re
 import pandas as pd
 import pytest
 
-from harness.analysis.format_drift import DRIFT_WARNING
-from harness.analysis.summary import SUMMARY_FILE, format_table
+from harness.analysis.format_drift import DRIFT_WARNING, FormatDrift
+from harness.analysis.run_summary import read_summary
 from harness.config import load_config
-from harness.files import read_json
 from harness.pipeline import execute
 from harness.records.schema import read_records
 from harness.report.sweep_page import write_sweep_report
+from harness.report.text import format_table
 from providers.base import ChatResult
 from providers.registry import register_provider
 from tasks.parsing import parse_reply
@@ -93,20 +93,20 @@ async def test_a_model_that_copies_its_history_keeps_showing_its_working(tmp_pat
         config("imitates-history-format", rate=rate, source=source, target_turn=4), tmp_path
     )
     assert drift_by_hand(tmp_path) == 0.0
-    assert summary["format_drift"] == {"share": 0.0, "replies": 6 * 3, "without_working": 0}
-    assert summary["turn_accuracy"][3:] == [1.0, 1.0, 1.0]
+    assert summary.format_drift == FormatDrift(replies=6 * 3, without_working=0, share=0.0)
+    assert summary.turn_accuracy[3:] == [1.0, 1.0, 1.0]
 
 
 async def test_drift_is_warned_in_the_table_and_the_report_and_absent_outside_cot(tmp_path, capsys):
     summary = await execute(config("never-shows-working"), tmp_path / "cot")
-    assert summary["format_drift"]["share"] == 1.0 == drift_by_hand(tmp_path / "cot")
+    assert summary.format_drift.share == 1.0 == drift_by_hand(tmp_path / "cot")
     printed = capsys.readouterr().out
     assert re.search(r"^warning    format drift 100% \(6 of 6 CoT replies", printed, re.M)
     assert DRIFT_WARNING in (tmp_path / "cot" / "report.html").read_text()
-    assert read_json(tmp_path / "cot" / SUMMARY_FILE)["format_drift"]["share"] == 1.0
+    assert read_summary(tmp_path / "cot").format_drift.share == 1.0
 
     direct = await execute(config("never-shows-working", mode="direct"), tmp_path / "direct")
-    assert direct["format_drift"] is None
+    assert direct.format_drift is None
     assert "warning" not in format_table(direct, tmp_path / "direct", [1, 6])
     assert DRIFT_WARNING not in (tmp_path / "direct" / "report.html").read_text()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.analysis.format_drift import DRIFT_WARNING, drift_warning, format_drift
+from harness.analysis.format_drift import DRIFT_WARNING, FormatDrift, drift_warning, format_drift
 from harness.records.schema import TurnRecord
 
 WORKING = "0 + apple (5) = 5\n<answer>5</answer>"
@@ -40,11 +40,10 @@ def test_drift_counts_the_visible_replies_of_called_turns_only():
 
 
 def test_the_warning_appears_only_above_a_fifth():
-    def summary(without, replies):
-        share = without / replies
-        return {"format_drift": {"share": share, "replies": replies, "without_working": without}}
+    def drift(without, replies):
+        return FormatDrift(replies=replies, without_working=without, share=without / replies)
 
-    assert drift_warning(summary(1, 5)) is None  # exactly 20%
-    assert drift_warning({"format_drift": None}) is None  # not a CoT run
-    warning = drift_warning(summary(2, 8))
+    assert drift_warning(drift(1, 5)) is None  # exactly 20%
+    assert drift_warning(None) is None  # not a CoT run
+    warning = drift_warning(drift(2, 8))
     assert "25%" in warning and "2 of 8" in warning and DRIFT_WARNING in warning
