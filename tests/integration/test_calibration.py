@@ -25,15 +25,15 @@ async def test_horizon_of_the_simulated_executor_matches_proposition_one(tmp_pat
         ]
     )
     summary = await execute(config, tmp_path)
-    horizon = summary["horizon"]
-    assert not horizon["censored"]
-    assert horizon["steps"] == pytest.approx(expected, rel=0.15)
-    low, high = horizon["ci95"]
+    horizon = summary.horizon
+    assert not horizon.censored
+    assert horizon.steps == pytest.approx(expected, rel=0.15)
+    low, high = horizon.ci95
     assert low <= expected <= high
     # Not too wide either: the delta method gives sd(H) = sd(accuracy at H) / |slope of p^L|
     # = sqrt(0.25 / 400) / (0.5 |ln p|); an honest 95% interval is about 3.9 sd wide.
     delta_width = 3.92 * math.sqrt(0.25 / 400) / (0.5 * abs(math.log(p)))
     assert high - low <= 1.5 * delta_width
-    assert summary["prop1"]["p_hat"] == pytest.approx(p, abs=0.01)
-    assert summary["prop1"]["predicted_steps"] == pytest.approx(expected, rel=0.15)
-    assert horizon["logistic_steps"] == pytest.approx(expected, rel=0.25)
+    assert summary.prop1.p_hat == pytest.approx(p, abs=0.01)
+    assert summary.prop1.predicted_steps == pytest.approx(expected, rel=0.15)
+    assert horizon.logistic_steps == pytest.approx(expected, rel=0.25)

@@ -8,6 +8,7 @@ import multiprocessing
 
 import pytest
 
+from harness.config import BudgetConfig
 from harness.economics import budget as budget_module
 from harness.economics.budget import LEDGER_SECONDS, Budget, SweepLedger
 from harness.files import read_json
@@ -37,7 +38,7 @@ def clock(monkeypatch):
 
 
 def test_a_job_rewrites_its_file_at_most_once_a_second(tmp_path, clock):
-    job = Budget(sweep_max_tokens=10**6, ledger=SweepLedger(tmp_path, job="a"))
+    job = Budget(BudgetConfig(sweep_max_tokens=10**6), ledger=SweepLedger(tmp_path, job="a"))
     job.add(spend(100))
     assert read_json(tmp_path / "a.json")["tokens"] == 100
     clock.now += 0.9 * LEDGER_SECONDS
@@ -52,8 +53,8 @@ def test_a_job_rewrites_its_file_at_most_once_a_second(tmp_path, clock):
 
 
 def test_a_job_sees_the_others_spending_at_most_a_second_late(tmp_path, clock):
-    first = Budget(sweep_max_tokens=1000, ledger=SweepLedger(tmp_path, job="0_a"))
-    second = Budget(sweep_max_tokens=1000, ledger=SweepLedger(tmp_path, job="1_b"))
+    first = Budget(BudgetConfig(sweep_max_tokens=1000), ledger=SweepLedger(tmp_path, job="0_a"))
+    second = Budget(BudgetConfig(sweep_max_tokens=1000), ledger=SweepLedger(tmp_path, job="1_b"))
     first.add(spend(600))
     second.add(spend(300))
     assert second.exhausted() is None  # reads 600 + its own 300
@@ -64,7 +65,7 @@ def test_a_job_sees_the_others_spending_at_most_a_second_late(tmp_path, clock):
     clock.now += 0.1 * LEDGER_SECONDS
     assert second.exhausted() == "budget.sweep_max_tokens"  # 700 + 300
     assert first.exhausted() == "budget.sweep_max_tokens"  # it reads the second's 300 too
-    assert Budget(sweep_max_tokens=1000).exhausted() is None  # no ledger: this run alone
+    assert Budget(BudgetConfig(sweep_max_tokens=1000)).exhausted() is None  # no ledger: this run alone
 
 
 JOBS, STEP_S, TOKENS_PER_STEP, LIMIT, STEPS = 3, 0.25, 100, 3000, 80
@@ -86,7 +87,7 @@ def job(folder, name, clock_value, barriers, spent):
     """
     tick, checked = barriers
     budget_module.time = SharedClock(clock_value)
-    budget = Budget(sweep_max_tokens=LIMIT, ledger=SweepLedger(folder, job=name))
+    budget = Budget(BudgetConfig(sweep_max_tokens=LIMIT), ledger=SweepLedger(folder, job=name))
     budget.sync()
     stopped = False
     for _ in range(STEPS):

@@ -1,11 +1,12 @@
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from harness.analysis.run_summary import read_summary
 from harness.cli import compose_config
+from harness.config import BudgetConfig
 from harness.economics.budget import Budget
 from harness.pipeline import execute
 from harness.records.schema import TurnRecord, read_records
@@ -28,16 +29,16 @@ async def test_after_failure_ends_each_episode_at_its_first_failure(tmp_path):
         wrong = [r.turn for r in records if r.answer != r.truth]
         assert wrong == [] or wrong == [records[-1].turn]  # the failure is the last turn run
         assert len(records) == 30 or wrong
-    assert summary["status"] == "complete" and summary["turns_unfinished"] == 0
-    assert summary["task_accuracy"][-1] is not None and summary["notes"]
+    assert summary.status == "complete" and summary.turns_unfinished == 0
+    assert summary.task_accuracy[-1] is not None and summary.notes
 
 
 async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
     common = [*SIM, "task.samples=80", "task.turns=40"]
     full = await execute(compose_config(common), tmp_path / "full")
     cheap = await execute(compose_config([*common, "stop.after_failure=true"]), tmp_path / "cheap")
-    assert cheap["horizon"]["steps"] == full["horizon"]["steps"]
-    assert cheap["usage"]["prompt_tokens"] < full["usage"]["prompt_tokens"] / 2
+    assert cheap.horizon.steps == full.horizon.steps
+    assert cheap.tokens_spent.prompt_tokens < full.tokens_spent.prompt_tokens / 2
 
 
 async def run_with_budget(run_dir, *, max_tokens: int):
@@ -48,7 +49,7 @@ async def run_with_budget(run_dir, *, max_tokens: int):
         sampling=Sampling(),
         run_dir=run_dir,
         concurrency=4,
-        budget=Budget(max_tokens=max_tokens),
+        budget=Budget(BudgetConfig(max_tokens=max_tokens)),
     )
     return await runner.run()
 
@@ -71,8 +72,8 @@ async def test_a_budget_stops_new_turns_at_run_time_and_the_summary_says_so(
     records = read_records(tmp_path)
     cost = [(r.usage.prompt_tokens + r.usage.completion_tokens) for r in records]
     limit_tokens = 20000  # $0.02 at $1 per million tokens is 20,000 tokens too
-    assert (summary["status"], summary["stopped_by"]) == ("stopped", field)
-    assert summary["turns_unfinished"] == 20 * 20 - len(records)
+    assert (summary.status, summary.stopped_by) == ("stopped", field)
+    assert summary.turns_unfinished == 20 * 20 - len(records)
     assert sum(cost) >= limit_tokens
     # after the limit, only the turns already in flight (one per slot) were recorded
     assert sum(cost[:-4]) < limit_tokens
@@ -80,7 +81,7 @@ async def test_a_budget_stops_new_turns_at_run_time_and_the_summary_says_so(
 
 
 def test_budget_counts_nothing_for_cache_hits_and_filled_turns():
-    budget = Budget(max_tokens=100, cost_of=lambda u: u.prompt_tokens * 1e-6)
+    budget = Budget(BudgetConfig(max_tokens=100), cost_of=lambda u: u.prompt_tokens * 1e-6)
     base = dict(episode=0, turn=0, keys=["a"], delta=1, truth=1, base=0, status="ok")
     budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60, completion_tokens=5)))
     budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60), cache_hit=True))
@@ -111,14 +112,14 @@ async def test_when_decided_gives_the_horizon_of_a_full_run_of_the_same_episodes
          "stop.horizon_precision=0.15", "stop.min_episodes=100"]
     )  # fmt: skip
     summary = await execute(config, tmp_path / "early")
-    assert summary["stopped_by"] == "stop.when_decided"
+    assert summary.stopped_by == "stop.when_decided"
     started = sorted({r.episode for r in read_records(tmp_path / "early")})
     assert started == list(range(len(started))) and len(started) < 1000  # a prefix
 
     full = compose_config([*common, f"task.samples={len(started)}"])
     full_summary = await execute(full, tmp_path / "full")
-    assert full_summary["status"] == "complete"
-    assert summary["horizon"]["steps"] == pytest.approx(full_summary["horizon"]["steps"])
+    assert full_summary.status == "complete"
+    assert summary.horizon.steps == pytest.approx(full_summary.horizon.steps)
 
 
 async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
@@ -151,15 +152,15 @@ def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    summaries = [read_summary(p.parent) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert len(summaries) == 3
-    spent = [s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"] for s in summaries]
+    spent = [s.tokens_spent.prompt_tokens + s.tokens_spent.completion_tokens for s in summaries]
     # The basic launcher runs the jobs one after another: the first fits, the second reaches
     # the limit part-way, the third finds it spent and starts nothing.
-    assert summaries[0]["status"] == "complete" and spent[0] < 100000
-    assert [s["stopped_by"] for s in summaries[1:]] == ["budget.sweep_max_tokens"] * 2
-    assert summaries[1]["turns_unfinished"] > 0 and spent[2] == 0
-    assert summaries[2]["turns_unfinished"] == 10 * 10
+    assert summaries[0].status == "complete" and spent[0] < 100000
+    assert [s.stopped_by for s in summaries[1:]] == ["budget.sweep_max_tokens"] * 2
+    assert summaries[1].turns_unfinished > 0 and spent[2] == 0
+    assert summaries[2].turns_unfinished == 10 * 10
     # Over the limit by at most the turns that were in flight when it was reached.
     largest = max(
         r.usage.prompt_tokens + r.usage.completion_tokens
