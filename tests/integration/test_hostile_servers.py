@@ -200,8 +200,8 @@ async def test_provider_errors_skew_neither_task_accuracy_nor_the_horizon(tmp_pa
                 state[episode] = "failed"
         known = [s == "right" for s in state.values() if s != "unknown"]
         task.append(float(np.mean(known)) if known else None)
-    assert summary["task_accuracy"] == pytest.approx(task)
-    assert summary["horizon"]["steps"] == pytest.approx(first_below(task, 0.5, k=2))
+    assert summary.task_accuracy == pytest.approx(task)
+    assert summary.horizon.steps == pytest.approx(first_below(task, 0.5, k=2))
     assert None not in task and task[-1] < 0.5 < task[0]  # a crossing inside the run
 
 

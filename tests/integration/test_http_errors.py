@@ -80,10 +80,10 @@ async def test_a_client_error_fails_the_run_at_once_with_the_servers_message(tmp
         summary = await execute(config, tmp_path)
         chats = httpx.get(f"{url}/count").json()["chats"]
     assert chats == 1  # not retried, and no other turn was started
-    assert summary["status"] == "failed"
-    assert f"status server says {status}" in summary["note"]
+    assert summary.status == "failed"
+    assert f"status server says {status}" in summary.note
     field = "model.api_key_env" if status == 403 else "model"
-    assert summary["note"].startswith(f"{field}:")
+    assert summary.note.startswith(f"{field}:")
 
 
 async def test_the_client_waits_out_retry_after():

@@ -164,6 +164,6 @@ async def test_first_signal_lets_turns_in_flight_finish_and_a_second_drops_them(
     assert len(records) == recorded
     assert all((r.turn, r.status) == (0, "ok") for r in records)
     assert len(provider.requests) == 4  # no new turn started after the first signal
-    assert summary["status"] == "interrupted"
-    assert summary["turns_unfinished"] == 8 * 5 - recorded
+    assert summary.status == "interrupted"
+    assert summary.turns_unfinished == 8 * 5 - recorded
     assert f"resume with: lhe resume={tmp_path}" in capsys.readouterr().err

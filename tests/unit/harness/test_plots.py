@@ -106,15 +106,15 @@ async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
         assert path.parent == tmp_path
         assert_real_png(path)
     # The figures draw the summary's numbers: each curve at its lengths, H_s where it is.
-    k = summary["k"]
-    turns = np.arange(1, len(summary["task_accuracy"]) + 1)
+    k = summary.k
+    turns = np.arange(1, len(summary.task_accuracy) + 1)
     task_ax = task_accuracy_figure(summary).axes[0]
     drawn = [(list(line.get_xdata()), list(line.get_ydata())) for line in task_ax.get_lines()]
-    assert (list(turns * k), summary["task_accuracy"]) in drawn
-    assert ([summary["horizon"]["steps"]] * 2, [0, 1]) in drawn
+    assert (list(turns * k), summary.task_accuracy) in drawn
+    assert ([summary.horizon.steps] * 2, [0, 1]) in drawn
     turn_ax = turn_accuracy_figure(summary).axes[0]
     drawn = [(list(line.get_xdata()), list(line.get_ydata())) for line in turn_ax.get_lines()]
-    assert (list(turns), summary["turn_accuracy"]) in drawn
+    assert (list(turns), summary.turn_accuracy) in drawn
 
 
 async def test_censored_run_is_drawn_and_labelled_as_a_lower_bound(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from harness.analysis.metrics import score_matrices
 from harness.records.schema import read_records
+from harness.records.table import RecordTable
 from harness.run.history import HistoryPolicy
 from harness.run.runner import Runner
 from providers.base import ChatResult, Sampling
@@ -64,7 +65,7 @@ def test_after_an_unparseable_reply_the_base_is_the_last_parsed_answer(tmp_path,
     if window == 1:
         sent = [m.content for m in requests[2]]
         assert records[0].reply not in sent  # the base's own exchange is out of the window
-    scores = score_matrices(records, episodes=1, turns=3, k=1)
+    scores = score_matrices(RecordTable.from_records(records).latest(), episodes=1, turns=3, k=1)
     assert scores.turn_correct.tolist() == [[0.0, 0.0, 1.0]]
     assert scores.index_correct.tolist() == [[0.0, 0.0, 0.0]]
 

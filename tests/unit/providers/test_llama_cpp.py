@@ -263,14 +263,14 @@ async def test_pipeline_end_to_end_with_the_real_model(tmp_path):
     assert all(not r.usage.estimated and r.usage.prompt_tokens > 0 for r in records)
     assert (tmp_path / "summary.json").is_file()
     # The summary is the records' account: every turn scored, counts and tokens add up.
-    assert (summary["status"], summary["turns_scored"], summary["provider_errors"]) == (
+    assert (summary.status, summary.turns_scored, summary.provider_errors) == (
         "complete",
         6,
         0,
     )
     formats = sum(r.status in ("no_answer", "bad_format", "unterminated_think") for r in records)
-    assert summary["format_errors"] == formats
-    assert summary["usage"]["prompt_tokens"] == sum(r.usage.prompt_tokens for r in records)
+    assert summary.format_errors == formats
+    assert summary.tokens_spent.prompt_tokens == sum(r.usage.prompt_tokens for r in records)
     for turn in range(3):
         right = [r.answer == r.truth for r in records if r.turn == turn]
-        assert summary["index_accuracy"][turn] == pytest.approx(sum(right) / 2)
+        assert summary.index_accuracy[turn] == pytest.approx(sum(right) / 2)
