@@ -5,11 +5,17 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 pytestmark = pytest.mark.slow
+
+
+def command(name):
+    """The README's console script, from the environment running the tests."""
+    return str(Path(sys.executable).parent / name)
 
 
 def first_below(curve, s, k):
@@ -84,7 +90,7 @@ def test_lhe_report_rebuilds_the_sweep_report_from_the_folder(sweep_dir, tmp_pat
     before = pd.read_parquet(copy / "report" / "sweep.parquet")
     shutil.rmtree(copy / "report")
     result = subprocess.run(
-        [sys.executable, "-m", "harness.report.run_page", str(copy)],
+        [command("lhe-report"), str(copy)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,7 +107,7 @@ def test_lhe_summarize_with_another_s_reads_the_horizon_off_the_same_curve(sweep
     shutil.copytree(sweep_dir / run, copy)
     original = json.loads((copy / "summary.json").read_text())
     result = subprocess.run(
-        [sys.executable, "-m", "harness.analysis.summary", str(copy), "--s", "0.8"],
+        [command("lhe-summarize"), str(copy), "--s", "0.8"],
         capture_output=True,
         text=True,
         timeout=300,

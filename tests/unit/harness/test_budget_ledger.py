@@ -65,7 +65,8 @@ def test_a_job_sees_the_others_spending_at_most_a_second_late(tmp_path, clock):
     clock.now += 0.1 * LEDGER_SECONDS
     assert second.exhausted() == "budget.sweep_max_tokens"  # 700 + 300
     assert first.exhausted() == "budget.sweep_max_tokens"  # it reads the second's 300 too
-    assert Budget(BudgetConfig(sweep_max_tokens=1000)).exhausted() is None  # no ledger: this run alone
+    alone = Budget(BudgetConfig(sweep_max_tokens=1000))  # no ledger: this run alone
+    assert alone.exhausted() is None
 
 
 JOBS, STEP_S, TOKENS_PER_STEP, LIMIT, STEPS = 3, 0.25, 100, 3000, 80
