@@ -82,9 +82,12 @@ def node_hardware() -> str:
 def slurm_conf(folder: Path, *, ctld_port: int, slurmd_port: int, hardware: str) -> str:
     """The ``slurm.conf`` of a one-node cluster whose every file is under ``folder``.
 
-    No accounting database (``sacct`` answers with an error, which submitit tolerates: it
-    learns that a job finished from the job's result file), processes tracked through
-    ``/proc`` rather than cgroups (which containers often lack), jobs requeueable.
+    No accounting database (:mod:`clusters.local_sacct` answers submitit's one ``sacct``
+    query from the controller, which keeps finished jobs for ``MinJobAge`` seconds);
+    processes tracked through ``/proc`` rather than cgroups, which containers often lack;
+    jobs requeueable. ``cred_expire`` is also how long a requeued job waits before it may
+    start again (120 s by default, :data:`REQUEUE_DELAY_S` here), and ``sched_interval=1``
+    makes the scheduler look at it again within a second once it may.
     """
     host = socket.gethostname().split(".")[0]
     return f"""\
@@ -118,6 +121,7 @@ ReturnToService=2
 JobRequeue=1
 KillWait=5
 InactiveLimit=0
+MinJobAge=3600
 NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname={host} {hardware} State=UNKNOWN
 PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
@@ -139,8 +143,13 @@ class LocalSlurm:
 
     @property
     def env(self) -> dict[str, str]:
-        """What a process needs in its environment to talk to this cluster."""
-        return {"SLURM_CONF": str(self.conf)}
+        """What a process needs in its environment to talk to this cluster.
+
+        ``SLURM_CONF`` names the cluster; ``PATH`` starts with the folder of the ``sacct``
+        stand-in (:mod:`clusters.local_sacct`), since this cluster has no accounting database.
+        """
+        path = os.environ.get("PATH", "")
+        return {"SLURM_CONF": str(self.conf), "PATH": f"{self.folder / 'bin'}{os.pathsep}{path}"}
 
     def command(self, *args: str, timeout: float = 30) -> str:
         """Run a SLURM client command (``sinfo``, ``squeue``, ...) against this cluster."""
@@ -253,6 +262,11 @@ def start(folder: Path | None = None, *, timeout: float = 60) -> LocalSlurm:
     folder = Path(tempfile.mkdtemp(prefix="lhe-slurm-")) if folder is None else folder
     for sub in ("munge", "state", "spool", "log"):
         (folder / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+    (folder / "bin").mkdir(exist_ok=True)
+    sacct = folder / "bin" / "sacct"
+    stand_in = Path(__file__).with_name("local_sacct.py")
+    sacct.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{stand_in}" "$@"\n')
+    sacct.chmod(0o755)
     key = folder / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)
@@ -336,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         print(cluster.command("sinfo"), end="")
-        print(f"export SLURM_CONF={cluster.conf}", flush=True)
+        print(f"export SLURM_CONF={cluster.conf} PATH={cluster.folder / 'bin'}:$PATH")
         print("Ctrl-C stops the cluster (cancelling its jobs) and removes its files.", flush=True)
         while all(p.poll() is None for p in cluster.processes.values()):
             if signal.sigtimedwait({signal.SIGINT, signal.SIGTERM}, 1.0) is not None:
