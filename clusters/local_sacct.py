@@ -35,7 +35,9 @@ def job_lines(scontrol_output: str) -> list[str]:
             task = fields["ArrayTaskId"].split("%")[0]
             job = f"{fields['ArrayJobId']}_" + (f"[{task}]" if "-" in task or "," in task else task)
         nodes = fields.get("NodeList", "")
-        lines.append(f"{job}|{fields.get('JobState', 'UNKNOWN')}|{'' if nodes == '(null)' else nodes}")
+        lines.append(
+            f"{job}|{fields.get('JobState', 'UNKNOWN')}|{'' if nodes == '(null)' else nodes}"
+        )
     return lines
 
 

@@ -227,8 +227,9 @@ def stray_processes(conf: Path) -> list[int]:
     return found
 
 
-def _wait_for(check, what: str, processes: dict[str, subprocess.Popen], folder: Path,
-              timeout: float) -> None:
+def _wait_for(
+    check, what: str, processes: dict[str, subprocess.Popen], folder: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         for name, process in processes.items():
@@ -278,17 +279,36 @@ def start(folder: Path | None = None, *, timeout: float = 60) -> LocalSlurm:
             )
         )
         munge = folder / "munge"
-        _spawn(cluster, "munged", [
-            "munged", "--foreground", "--force", f"--key-file={key}",
-            f"--socket={munge / 'socket'}", f"--pid-file={munge / 'munged.pid'}",
-            f"--log-file={folder / 'log' / 'munged.log'}", f"--seed-file={munge / 'seed'}",
-        ])
-        _wait_for(lambda: _munge_answers(munge / "socket"), "munged did not answer",
-                  cluster.processes, folder, timeout)
+        _spawn(
+            cluster,
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={munge / 'socket'}",
+                f"--pid-file={munge / 'munged.pid'}",
+                f"--log-file={folder / 'log' / 'munged.log'}",
+                f"--seed-file={munge / 'seed'}",
+            ],
+        )
+        _wait_for(
+            lambda: _munge_answers(munge / "socket"),
+            "munged did not answer",
+            cluster.processes,
+            folder,
+            timeout,
+        )
         _spawn(cluster, "slurmctld", ["slurmctld", "-D", "-c", "-i"])
         _spawn(cluster, "slurmd", ["slurmd", "-D", "-N", NODE])
-        _wait_for(lambda: _node_state(cluster) == "idle", "the node did not become idle",
-                  cluster.processes, folder, timeout)
+        _wait_for(
+            lambda: _node_state(cluster) == "idle",
+            "the node did not become idle",
+            cluster.processes,
+            folder,
+            timeout,
+        )
     except BaseException:
         cluster.stop()
         raise
@@ -338,9 +358,14 @@ def running(folder: Path | None = None, *, timeout: float = 60) -> Iterator[Loca
 
 def main(argv: list[str] | None = None) -> None:
     """Start a cluster, print how to use it, stop it on Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m clusters.local_slurm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, help="folder for its files (default: a new one in /tmp)")
+    parser = argparse.ArgumentParser(
+        prog="python -m clusters.local_slurm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dir", type=Path, help="folder for its files (default: a new one in /tmp)"
+    )
     args = parser.parse_args(argv)
     missing = missing_programs()
     if missing:

@@ -1,7 +1,9 @@
 """Real clusters on this machine for the tests: a one-node SLURM cluster and a Ray head node.
 
 Imported by ``test_slurm.py`` and ``test_ray.py`` (a module of its own, not a conftest, so
-that only the tests that need a cluster pay for one). Each fixture starts the real daemons,
+that only the tests that need a cluster see these fixtures). Each fixture function is named
+``*_fixture`` and registered under its short name, so importing it does not shadow the
+test's argument. Each fixture starts the real daemons,
 waits until they answer, yields, and stops them by pid however the test ended; afterwards it
 checks that nothing it started is still running and removes its state folder.
 
@@ -88,16 +90,16 @@ def sweep_records(sweep_dir: Path) -> dict[str, list[tuple]]:
     return {p.parent.name: projection(p.parent) for p in sorted(sweep_dir.glob("*/turns.jsonl"))}
 
 
-@pytest.fixture(scope="session")
-def basic_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session", name="basic_sweep")
+def basic_sweep_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """:data:`SWEEP` run once by Hydra's basic launcher (one job after another, in process)."""
     sweep_dir = tmp_path_factory.mktemp("basic_sweep")
     lhe("-m", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
     return sweep_dir
 
 
-@pytest.fixture
-def slurm() -> Iterator[LocalSlurm]:
+@pytest.fixture(name="slurm")
+def slurm_fixture() -> Iterator[LocalSlurm]:
     """A fresh one-node SLURM cluster (munged, slurmctld, slurmd) for one test."""
     if os.geteuid() != 0:
         unavailable("the SLURM tests run as root (slurmd starts the jobs)")
@@ -114,7 +116,7 @@ def slurm() -> Iterator[LocalSlurm]:
 
 @dataclass
 class RayHead:
-    """A Ray head node started by :func:`ray_head`."""
+    """A Ray head node started by :func:`ray_head_fixture`."""
 
     address: str
     """``127.0.0.1:PORT`` of its GCS, for ``ray.init(address=...)``."""
@@ -140,8 +142,8 @@ def _session_members(session: int) -> list[int]:
     return members
 
 
-@pytest.fixture
-def ray_head() -> Iterator[RayHead]:
+@pytest.fixture(name="ray_head")
+def ray_head_fixture() -> Iterator[RayHead]:
     """``ray start --head --block`` on 127.0.0.1, stopped by its pid at teardown.
 
     ``--block`` keeps the ``ray start`` process as the parent of the GCS, raylet and agents

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from .clusters import SWEEP, basic_sweep, lhe, ray_head, sweep_records  # noqa: F401 (fixtures)
+from .clusters import (  # noqa: F401 (fixtures)
+    SWEEP,
+    basic_sweep_fixture,
+    lhe,
+    ray_head_fixture,
+    sweep_records,
+)
 
 pytestmark = pytest.mark.slow
 

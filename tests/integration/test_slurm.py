@@ -24,10 +24,10 @@ from .clusters import (  # noqa: F401 (fixtures)
     LHE,
     SLURM_LOCAL,
     SWEEP,
-    basic_sweep,
+    basic_sweep_fixture,
     lhe,
     projection,
-    slurm,
+    slurm_fixture,
     sweep_records,
 )
 
@@ -102,9 +102,7 @@ def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 1
         time.sleep(0.05)
 
 
-def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again(
-    slurm, tmp_path
-):
+def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again(slurm, tmp_path):
     from submitit.slurm.slurm import SlurmJobEnvironment
 
     with running_fake_server(**SERVER) as server:
@@ -133,9 +131,7 @@ def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again
             (job,) = slurm.jobs()
             # The signal submitit's handler listens to; it checkpoints, requeues, exits.
             slurm.command("scancel", f"--signal={SlurmJobEnvironment.USR_SIG}", job)
-            wait_for(
-                lambda: job_fields(slurm, job).get("Restarts") == "1", "requeue", process
-            )
+            wait_for(lambda: job_fields(slurm, job).get("Restarts") == "1", "requeue", process)
             # What was on disk when the first run died, then how far the server's log had
             # got: any later request for one of these turns would be a turn asked twice.
             finished = {
