@@ -147,16 +147,16 @@ def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again
                 process.kill()
                 process.communicate()
 
+    assert 10 <= len(finished) < EPISODES * TURNS
+    asked_again = [SEED_TO_TURN[r["seed"]] for r in requests(log)[seen:]]
+    assert asked_again, "the requeued job asked the server nothing"
+    assert not finished & set(asked_again), "a finished turn was requested again"
     run_dir = turns.parent
     assert projection(run_dir) == projection(reference / "0_fake-model")
     assert len(projection(run_dir)) == EPISODES * TURNS
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete"
-    assert 10 <= len(finished) < EPISODES * TURNS
     assert summary["turns_resumed"] >= len(finished)
-    asked_again = [SEED_TO_TURN[r["seed"]] for r in requests(log)[seen:]]
-    assert asked_again, "the requeued job asked the server nothing"
-    assert not finished & set(asked_again)
     assert job_fields(slurm, job)["JobState"] == "COMPLETED"
 
 
