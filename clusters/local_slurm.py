@@ -6,16 +6,16 @@ Run it from a checkout (as root, with Debian's ``slurm-wlm`` and ``munge`` insta
 
 Everything lives in one fresh folder (munge key and socket, ``slurm.conf``, controller state,
 spool, logs), nothing under ``/etc`` or ``/var`` is read or written, and the controller and
-node daemon listen on free ports of 127.0.0.1, so it runs beside a real installation and
-beside another copy of itself. ``sbatch``, ``sinfo`` and friends find it through the
-``SLURM_CONF`` variable it prints.
+node daemon use free ports and are addressed as 127.0.0.1 (SLURM has no setting to bind them
+to one interface), so it runs beside a real installation and beside another copy of itself.
+``sbatch``, ``sinfo`` and friends find it through the ``SLURM_CONF`` variable it prints.
 
 The daemons run in the foreground (``munged -F``, ``slurmctld -D``, ``slurmd -D``) as children
 of the process that started them, because containers and CI machines have no init system
 to hand them to, and a child stopped by its pid is surely stopped. Jobs run under
 ``slurmstepd``, which detaches from ``slurmd``; :meth:`LocalSlurm.stop` therefore cancels
 every job and waits for the queue to drain before it stops the daemons, and then ends any
-process that still carries this cluster's ``SLURM_CONF`` in its environment.
+job process of this cluster that is still alive (:func:`stray_processes`).
 
 Standard library only, so the test suite and a user's shell can both use it before the
 project is installed.
@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +191,7 @@ class LocalSlurm:
     def _drain(self, timeout: float) -> None:
         jobs = self.jobs()
         if jobs:
-            self.command("scancel", "--full", *jobs)
+            self.command("scancel", *jobs)
         deadline = time.monotonic() + timeout
         while self.jobs() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -208,10 +208,12 @@ def _terminate(process: subprocess.Popen, timeout: float) -> None:
 
 
 def stray_processes(conf: Path) -> list[int]:
-    """Pids of processes whose environment points at ``conf`` (jobs, steps) or names it.
+    """Pids of this cluster's job processes and job-step daemons that are still alive.
 
-    After the daemons stopped, these can only be job processes that outlived their
-    ``slurmstepd``; matching on this cluster's own config path never touches anything else.
+    They carry ``SLURM_CONF=conf`` in their environment and are either a job's own
+    processes (``SLURM_JOB_ID`` is set) or a ``slurmstepd``. Matching on this cluster's own
+    config path never touches another cluster's jobs, nor a shell or ``lhe`` driver that
+    merely talks to this cluster.
     """
     needle = f"SLURM_CONF={conf}".encode()
     found = []
@@ -219,16 +221,22 @@ def stray_processes(conf: Path) -> list[int]:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if needle + b"\0" in environ + b"\0" and needle in environ.split(b"\0"):
+        in_job = any(item.startswith(b"SLURM_JOB_ID=") for item in environ)
+        if needle in environ and (in_job or cmdline.startswith(b"slurmstepd")):
             found.append(int(entry.name))
     return found
 
 
 def _wait_for(
-    check, what: str, processes: dict[str, subprocess.Popen], folder: Path, timeout: float
+    check: Callable[[], bool],
+    what: str,
+    processes: dict[str, subprocess.Popen],
+    folder: Path,
+    timeout: float,
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:

@@ -91,13 +91,12 @@ def lines_on_disk(path: Path) -> int:
         return 0
 
 
-def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(condition, what: str, process: subprocess.Popen, log: Path, timeout=120) -> None:
     """Poll ``condition`` until it holds; fail early if ``process`` (the sweep) exits."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
-            _, stderr = process.communicate()
-            pytest.fail(f"the sweep ended before {what}: {stderr.decode()[-3000:]}")
+            pytest.fail(f"the sweep ended before {what}: {log.read_text()[-3000:]}")
         assert time.monotonic() < deadline, f"no {what} within {timeout} s"
         time.sleep(0.05)
 
@@ -119,19 +118,19 @@ def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again
             f"model.base_url={server.base_url}",
             f"hydra.sweep.dir={sweep_dir}",
         ]
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **slurm.env},
-        )
+        driver_log = tmp_path / "driver.log"  # a file, so a chatty driver never blocks
+        with open(driver_log, "wb") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **slurm.env}
+            )
         try:
             turns = sweep_dir / "0_fake-model" / "turns.jsonl"
-            wait_for(lambda: lines_on_disk(turns) >= 10, "10 finished turns", process)
+            wait_for(lambda: lines_on_disk(turns) >= 10, "10 turns", process, driver_log)
             (job,) = slurm.jobs()
             # The signal submitit's handler listens to; it checkpoints, requeues, exits.
             slurm.command("scancel", f"--signal={SlurmJobEnvironment.USR_SIG}", job)
-            wait_for(lambda: job_fields(slurm, job).get("Restarts") == "1", "requeue", process)
+            requeued = lambda: job_fields(slurm, job).get("Restarts") == "1"  # noqa: E731
+            wait_for(requeued, "a requeue", process, driver_log)
             # What was on disk when the first run died, then how far the server's log had
             # got: any later request for one of these turns would be a turn asked twice.
             finished = {
@@ -140,12 +139,12 @@ def test_a_requeued_job_continues_from_its_turns_and_asks_no_finished_turn_again
                 if r["status"] != "provider_error"
             }
             seen = len(requests(log))
-            _, stderr = process.communicate(timeout=300)
-            assert process.returncode == 0, stderr.decode()[-3000:]
+            process.wait(timeout=300)
+            assert process.returncode == 0, driver_log.read_text()[-3000:]
         finally:
             if process.poll() is None:
                 process.kill()
-                process.communicate()
+                process.wait()
 
     assert 10 <= len(finished) < EPISODES * TURNS
     asked_again = [SEED_TO_TURN[r["seed"]] for r in requests(log)[seen:]]
