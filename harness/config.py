@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -204,6 +204,11 @@ class MetricsConfig(StrictModel):
     """Bootstrap resamples (of whole episodes) for the 95% intervals; 0 disables them."""
     seed: int = 0
     """Seed of the bootstrap's random generator."""
+    thresholds: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.5, 0.8, 0.9]
+    )
+    """Thresholds s whose horizons ``horizons`` in summary.json lists (``s`` stays the
+    headline)."""
     report_turns: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
     """1-based turns whose accuracies the printed table shows (those within the run)."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.survival_summary import DEFAULT_THRESHOLDS, survival_blocks
 from harness.config import ModelConfig
 from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
@@ -54,7 +55,7 @@ def summarize(
     # Under a rewritten history the model never builds on its own answers, so task accuracy
     # and the horizon do not measure execution; turn accuracy is the quantity of interest.
     own_history = history.get("source", "own") == "own"
-    task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
+    task_curve = _curve(estimate.fit.curve) if own_history and estimate.fit else [None] * turns
 
     statuses = latest.status_counts()
     model_config = ModelConfig.model_validate(manifest["config"]["model"])
@@ -101,6 +102,8 @@ def summarize(
             "ci95": list(estimate.ci95) if estimate.ci95 else None,
             "logistic_steps": estimate.logistic_steps,
             "censored": estimate.censored,
+            "at_risk": estimate.at_risk,
+            "reliable": estimate.reliable,
         },
         "prop1": prop1(scores, s) if own_history else None,
         "format_errors": sum(statuses[name] for name in FORMAT_ERRORS),
@@ -114,6 +117,9 @@ def summarize(
         "mean_latency_s": float(np.mean(table.latency_s)) if len(table) else None,
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
+    if own_history:  # Kaplan-Meier based blocks; see harness.analysis.survival_summary
+        thresholds = metrics_config.get("thresholds", DEFAULT_THRESHOLDS)
+        summary.update(survival_blocks(scores, estimate, thresholds))
     summary["economics"] = economics(table, summary, price, s)
     return summary
 
@@ -212,11 +218,16 @@ def _horizon_lines(h: dict[str, Any], p1: dict[str, Any]) -> list[str]:
     if h["steps"] is None:
         horizon_text = "n/a (no turn was scored)"
     elif h["censored"]:
-        horizon_text = f">= {h['steps']:.0f} steps (task accuracy never fell below {h['s']})"
+        horizon_text = (
+            f">= {h['steps']:g} steps (censored: task accuracy never fell below {h['s']} "
+            "while episodes were at risk)"
+        )
     else:
         ci = h["ci95"]
         ci_text = f"  95% CI [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
         horizon_text = f"{h['steps']:.1f} steps = {h['turns']:.1f} turns{ci_text}"
+    if h.get("reliable") is False:
+        horizon_text += f"  UNRELIABLE: {h['at_risk']} episodes at risk there"
     return [
         f"horizon    H_{h['s']:g} = {horizon_text}",
         f"logistic   H_{h['s']:g} = {_fmt(h['logistic_steps'], 1)} steps",
