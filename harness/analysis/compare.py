@@ -20,18 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.survival import SurvivalFit
-from harness.files import atomic_write_json, read_json
-from harness.manifest import MANIFEST_FILE
-from harness.metrics import ScoreMatrices, column_means
-from harness.record_table import read_table
-from harness.statistics import (
+from harness.analysis.metrics import ScoreMatrices, column_means
+from harness.analysis.statistics import (
     bootstrap_p_value,
     crossing_points,
     episode_weights,
     percentile_interval,
     weighted_column_means,
 )
+from harness.analysis.survival import SurvivalFit
+from harness.files import atomic_write_json, read_json
+from harness.records.manifest import MANIFEST_FILE
+from harness.records.table import read_table
 
 COMPARISON_FILE = "comparison.json"
 COMPARED_TURNS = (1, 10, 50, 100)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.statistics import logistic_irls, normal_two_sided_p, percentile_interval
+from harness.analysis.statistics import logistic_irls, normal_two_sided_p, percentile_interval
 
 EFFECTS = ("length_effect", "history_effect")
 

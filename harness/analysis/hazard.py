@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.survival import SurvivalFit
-from harness.statistics import (
+from harness.analysis.statistics import (
     binomial_log_likelihood,
     chi2_1_sf,
     column_percentiles,
     logistic_irls,
 )
+from harness.analysis.survival import SurvivalFit
 
 TREND_ALPHA = 0.05
 """Level of the likelihood-ratio test below which the hazard is called rising or falling."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.statistics import crossing_points, percentile_interval
+from harness.analysis.statistics import crossing_points, percentile_interval
 
 UNRELIABLE_AT_RISK = 10
 """Fewer episodes at risk than this where a horizon is read off make it unreliable there."""

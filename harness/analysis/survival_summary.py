@@ -17,9 +17,9 @@ import numpy as np
 
 from harness.analysis.dynamics import error_dynamics
 from harness.analysis.hazard import hazard_block, hazard_trend
+from harness.analysis.metrics import Horizon, ScoreMatrices
+from harness.analysis.statistics import crossing_points, percentile_interval
 from harness.analysis.survival import SurvivalFit
-from harness.metrics import Horizon, ScoreMatrices
-from harness.statistics import crossing_points, percentile_interval
 
 DEFAULT_THRESHOLDS = (0.5, 0.8, 0.9)
 RATIO_THRESHOLDS = (0.8, 0.5)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.dynamics import error_dynamics, one_step_bootstrap, regression_rows
-from harness.statistics import episode_weights, logistic_irls
+from harness.analysis.statistics import episode_weights, logistic_irls
 
 N = np.nan
 

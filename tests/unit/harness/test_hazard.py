@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from harness.analysis.hazard import hazard_trend, per_step_hazard
-from harness.statistics import chi2_1_sf, logistic_irls
+from harness.analysis.statistics import chi2_1_sf, logistic_irls
 
 
 def logit(q):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from harness.analysis.metrics import ScoreMatrices, column_means, horizon, task_correctness
+from harness.analysis.statistics import episode_weights
 from harness.analysis.survival import SurvivalFit, kaplan_meier, risk_sets
-from harness.metrics import ScoreMatrices, column_means, horizon, task_correctness
-from harness.statistics import episode_weights
 
 N = np.nan
 
