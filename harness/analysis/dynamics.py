@@ -61,7 +61,7 @@ def error_dynamics(
     design, y, episode = regression_rows(turn_correct, index_correct)
     if y.size < 3 or np.ptp(design[:, 1]) == 0 or np.ptp(design[:, 2]) == 0:
         return None
-    fitted = logistic_irls(design, y, np.ones_like(y))
+    fitted = logistic_irls(design, y, np.ones_like(y), start=_rough_start(design, y))
     if fitted is None:
         return None
     beta, information = fitted
@@ -85,6 +85,14 @@ def error_dynamics(
     return block
 
 
+def _rough_start(design: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """The fit of every 16th row: near the full fit, so the full one needs 2-3 iterations."""
+    if y.size < 160_000:
+        return None
+    rough = logistic_irls(design[::16], y[::16], np.ones(design[::16].shape[0]))
+    return None if rough is None else rough[0]
+
+
 def one_step_bootstrap(
     design: np.ndarray,
     y: np.ndarray,
@@ -92,23 +100,28 @@ def one_step_bootstrap(
     beta: np.ndarray,
     weights: np.ndarray,
 ) -> np.ndarray:
-    """Coefficients of every resample (resamples x parameters) by one Newton step from beta."""
-    episodes = weights.shape[1]
+    """Coefficients of every resample (resamples x parameters) by one Newton step from beta.
+
+    Rows must be in episode-major order (as :func:`regression_rows` gives them): the
+    per-episode sums are then one ``np.add.reduceat`` over contiguous blocks.
+    """
     params = design.shape[1]
     mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
-    score = design * (y - mu)[:, None]
-    curvature = (design[:, :, None] * design[:, None, :]).reshape(-1, params * params)
-    curvature = curvature * (mu * (1.0 - mu))[:, None]
-    per_episode_score = np.stack(
-        [np.bincount(episode, score[:, j], minlength=episodes) for j in range(params)], axis=1
-    )
-    per_episode_info = np.stack(
-        [np.bincount(episode, curvature[:, j], minlength=episodes) for j in range(params * params)],
-        axis=1,
-    )
-    g = weights @ per_episode_score
-    info = (weights @ per_episode_info).reshape(-1, params, params)
+    residual, curvature = y - mu, mu * (1.0 - mu)
+    pairs = [(i, j) for i in range(params) for j in range(i, params)]
+    terms = np.empty((y.size, params + len(pairs)))
+    for i in range(params):
+        np.multiply(design[:, i], residual, out=terms[:, i])
+    for column, (i, j) in enumerate(pairs, start=params):
+        np.multiply(design[:, i] * design[:, j], curvature, out=terms[:, column])
+    starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
+    per_episode = np.zeros((weights.shape[1], terms.shape[1]))
+    per_episode[episode[starts]] = np.add.reduceat(terms, starts, axis=0)
+    summed = weights @ per_episode
+    info = np.empty((weights.shape[0], params, params))
+    for column, (i, j) in enumerate(pairs, start=params):
+        info[:, i, j] = info[:, j, i] = summed[:, column]
     out = np.full((weights.shape[0], params), np.nan)
     good = np.linalg.matrix_rank(info) == params
-    out[good] = beta + np.linalg.solve(info[good], g[good][:, :, None])[:, :, 0]
+    out[good] = beta + np.linalg.solve(info[good], summed[good, :params, None])[:, :, 0]
     return out
