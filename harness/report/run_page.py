@@ -26,6 +26,7 @@ from harness.files import atomic_write_text, read_json
 from harness.records.manifest import MANIFEST_FILE
 from harness.records.schema import TurnRecord, latest_records, read_records
 from harness.report.run_figures import TASK_FIGURE, TURN_FIGURE, load_summary, write_run_figures
+from harness.report.survival_section import HAZARD_FIGURE, survival_section
 
 REPORT_FILE = "report.html"
 
@@ -391,6 +392,10 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
         f"({_esc((summary.get('bootstrap') or {}).get('resamples', 'n/a'))} resamples).</p>",
         "<h2>Figures</h2>",
         figures,
+        survival_section(
+            summary,
+            _data_uri(run_dir / HAZARD_FIGURE) if (run_dir / HAZARD_FIGURE).exists() else None,
+        ),
         _failures_section(read_records(run_dir), summary["episodes"]),
         "<h2>Counts</h2>",
         _table(counts_table(summary)),
