@@ -213,6 +213,14 @@ class MetricsConfig(StrictModel):
     """1-based turns whose accuracies the printed table shows (those within the run)."""
 
 
+class ReportConfig(StrictModel):
+    """What the reports show beyond the run itself."""
+
+    baseline: str | None = None
+    """Run (its folder in the sweep) or model label the sweep report compares every run
+    against (default: the first run)."""
+
+
 class ExperimentConfig(StrictModel):
     """Which experiment preset produced the run (names the results folder)."""
 
@@ -245,6 +253,8 @@ class RunConfig(StrictModel):
     """The metrics section."""
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     """The experiment section."""
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    """The report section."""
 
     @model_validator(mode="after")
     def _check_target_turn(self) -> RunConfig:
@@ -259,9 +269,9 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display, the cache, the budget and the metrics section are
-        left out: they change neither the requests nor the replies, so a run may be resumed
-        with other values (typically a raised budget).
+        Concurrency, the progress display, the cache, the budget, the metrics and report
+        sections are left out: they change neither the requests nor the replies, so a run may
+        be resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -270,6 +280,7 @@ class RunConfig(StrictModel):
                 "cache": True,
                 "budget": True,
                 "estimate": True,
+                "report": True,
                 "run": {"concurrency", "progress"},
             },
         )

@@ -289,3 +289,41 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def sweep_comparison(
+    root: Path, runs: Sequence[str], baseline: str | None = None, resamples: int = 1000
+) -> tuple[dict[str, Any], list[str]] | None:
+    """The comparison table of a sweep: every run with the baseline's K and s against it.
+
+    ``baseline`` names a run (its folder under ``root``) or a model label; default the first
+    run with a horizon. Returns the comparison and the runs left out (with why), or None
+    when fewer than two runs can be compared.
+    """
+    loaded, skipped = [], []
+    for name in runs:
+        try:
+            loaded.append(load_run(root / name))
+        except CompareError as exc:
+            skipped.append(f"{name}: {exc}")
+    if not loaded:
+        return None
+    chosen = 0
+    if baseline is not None:
+        matches = [
+            i
+            for i, run in enumerate(loaded)
+            if baseline in (run.path.name, str(run.path), run.label)
+        ]
+        if matches:
+            chosen = matches[0]
+        else:
+            skipped.append(f"report.baseline: no run named {baseline!r}; the first run is used")
+    base = loaded[chosen]
+    same = [run for run in loaded if run.k == base.k and run.s == base.s]
+    skipped += [f"{run.path.name}: k or metrics.s differs from the baseline's" for run in loaded
+                if run not in same]  # fmt: skip
+    if len(same) < 2:
+        return None
+    result = compare_runs(same, baseline=same.index(base), resamples=resamples)
+    return result, skipped

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
+from harness.analysis.compare import COMPARISON_FILE, comparison_rows, sweep_comparison
 from harness.analysis.summary import SUMMARY_FILE
 from harness.economics.costs import pareto_frontier
-from harness.files import atomic_write_text, read_json
+from harness.files import atomic_write_json, atomic_write_text, read_json
+from harness.records.manifest import MANIFEST_FILE
 from harness.report.run_page import STYLE, _data_uri, _esc, _table
 from harness.report.sweep_figures import sweep_figures
 
@@ -40,6 +44,20 @@ SHOWN_COLUMNS = [
 PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
 
 
+def _comparison(root: Path, table, out_dir: Path) -> tuple[str, pd.DataFrame] | None:
+    """Horizons against the baseline (``report.baseline``, else the first run), as lhe-compare."""
+    baseline = (
+        read_json(root / table["run"][0] / MANIFEST_FILE)["config"].get("report") or {}
+    ).get("baseline")
+    found = sweep_comparison(root, list(table["run"]), baseline)
+    if found is None:
+        return None
+    result, skipped = found
+    atomic_write_json(out_dir / COMPARISON_FILE, {**result, "left_out": skipped})
+    title = f"Horizon against the baseline ({result['pairing']})"
+    return title, pd.DataFrame(comparison_rows(result))
+
+
 def write_sweep_report(root: Path) -> list[Path]:
     """Aggregate every run under ``root`` into ``root/report/``; returns the files written."""
     table = collect(root)
@@ -61,6 +79,10 @@ def write_sweep_report(root: Path) -> list[Path]:
         extra_tables.append(
             ("Pareto frontier: longest horizon for the money", frontier[PARETO_COLUMNS])
         )
+    comparison = _comparison(root, table, out_dir)
+    if comparison is not None:
+        paths.append(out_dir / COMPARISON_FILE)
+        extra_tables.append(comparison)
     summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
     figures = sweep_figures(table, summaries, out_dir)
     paths += figures

@@ -91,3 +91,19 @@ def test_the_command_prints_a_table_and_writes_comparison_json(runs, tmp_path):
     assert refused.stderr.strip().splitlines() == [
         f"lhe-compare: error: k: runs differ ({runs['p95']}: 1, {runs['k2']}: 2)"
     ]
+
+
+def test_the_sweep_report_compares_every_run_with_the_baseline(runs, tmp_path):
+    import shutil
+
+    from harness.report.sweep_page import write_sweep_report
+
+    for name in ("p95", "p97", "k2"):
+        shutil.copytree(runs[name], tmp_path / name)
+    write_sweep_report(tmp_path)
+    written = json.loads((tmp_path / "report" / "comparison.json").read_text())
+    assert written["paired"]
+    assert [row["run"] for row in written["comparisons"]] == [str(tmp_path / "p97")]
+    assert any("k or metrics.s differs" in note for note in written["left_out"])
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Horizon against the baseline (paired" in page
