@@ -125,3 +125,30 @@ def one_step_bootstrap(
     good = np.linalg.matrix_rank(info) == params
     out[good] = beta + np.linalg.solve(info[good], summed[good, :params, None])[:, :, 0]
     return out
+
+
+def injected_history_effect(
+    rates: np.ndarray, errors: np.ndarray, trials: np.ndarray
+) -> dict[str, Any] | None:
+    """The injected-history experiment's estimate on the scale of ``history_effect``.
+
+    Across runs with injected error rates r (the share of wrong answers shown), a logistic
+    regression of the target turn's update errors on r: its slope is the change in log-odds
+    of a wrong update from no wrong answer shown to all wrong, the quantity the
+    observational ``history_effect`` estimates from an own-history run. Model-based (Wald)
+    interval: the runs are independent, and each target-turn answer is one trial.
+    """
+    keep = trials > 0
+    if np.unique(rates[keep]).size < 2:
+        return None
+    design = np.column_stack([np.ones(keep.sum()), rates[keep]])
+    fitted = logistic_irls(design, errors[keep], trials[keep])
+    if fitted is None:
+        return None
+    beta, information = fitted
+    se = math.sqrt(np.linalg.inv(information)[1, 1])
+    return {
+        "estimate": float(beta[1]),
+        "ci95": [float(beta[1] - 1.959964 * se), float(beta[1] + 1.959964 * se)],
+        "p_value": normal_two_sided_p(beta[1] / se),
+    }

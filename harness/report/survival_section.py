@@ -123,3 +123,49 @@ def survival_section(summary: dict[str, Any], figure_uri: str | None) -> str:
     if sentence:
         parts.append(f"<p>{html.escape(sentence)}</p>")
     return "\n".join(parts)
+
+
+def self_conditioning_table(table: Any, summaries: dict[str, dict[str, Any]]) -> Any:
+    """Per model: the injected-history estimate beside the observational ``history_effect``.
+
+    Both are changes in the log-odds of a wrong update from no wrong answer shown to all
+    shown answers wrong: one by design (injected errors at rates r), one from an own-history
+    run's regression. None unless some model has both.
+    """
+    import pandas as pd
+
+    from harness.analysis.dynamics import injected_history_effect
+
+    rows = []
+    for model, group in table.groupby("model", sort=True):
+        rewritten = group[group["history"].isin(["injected", "healed"])]
+        own = group[group["history"] == "own"]
+        observed = [
+            summaries[run]["error_dynamics"]["history_effect"]
+            for run in own["run"]
+            if (summaries[run].get("error_dynamics") or {}).get("history_effect")
+        ]
+        if rewritten["rate"].nunique() < 2 or not observed:
+            continue
+        accuracy = rewritten["target_turn_accuracy"].to_numpy(float)
+        trials = rewritten["episodes"].to_numpy(float)
+        injected = injected_history_effect(
+            rewritten["rate"].to_numpy(float), (1 - accuracy) * trials, trials
+        )
+        if injected is None:
+            continue
+        for effect in observed:
+            rows.append(
+                {
+                    "model": model,
+                    "injected (by design)": injected["estimate"],
+                    "injected 95% CI": _ci_text(injected["ci95"]),
+                    "observational (own history)": effect["estimate"],
+                    "observational 95% CI": _ci_text(effect["ci95"]),
+                }
+            )
+    return pd.DataFrame(rows) if rows else None
+
+
+def _ci_text(ci: list[float] | None) -> str:
+    return "n/a" if not ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]"

@@ -13,6 +13,7 @@ from harness.economics.costs import pareto_frontier
 from harness.files import atomic_write_json, atomic_write_text, read_json
 from harness.records.manifest import MANIFEST_FILE
 from harness.report.run_page import STYLE, _data_uri, _esc, _table
+from harness.report.survival_section import self_conditioning_table
 from harness.report.sweep_figures import sweep_figures
 
 REPORT_DIR = "report"
@@ -84,6 +85,11 @@ def write_sweep_report(root: Path) -> list[Path]:
         paths.append(out_dir / COMPARISON_FILE)
         extra_tables.append(comparison)
     summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
+    history_effects = self_conditioning_table(table, summaries)
+    if history_effects is not None:
+        extra_tables.append(
+            ("Self-conditioning: history effect injected vs observed (log-odds)", history_effects)
+        )
     figures = sweep_figures(table, summaries, out_dir)
     paths += figures
     page = out_dir / PAGE

@@ -85,3 +85,15 @@ def test_errors_that_follow_shown_mistakes_give_a_positive_history_effect():
     assert block["history_effect"]["ci95"][0] > 0
     assert block["history_effect"]["p_value"] < 0.01
     assert block["history_effect"]["estimate"] == pytest.approx(block["history_effect"]["estimate"])
+
+
+def test_injected_estimate_is_the_logit_difference_between_two_rates():
+    from harness.analysis.dynamics import injected_history_effect
+
+    effect = injected_history_effect(
+        np.array([0.0, 1.0]), np.array([20.0, 50.0]), np.array([100.0, 100.0])
+    )
+    expected = np.log(0.5 / 0.5) - np.log(0.2 / 0.8)
+    assert effect["estimate"] == pytest.approx(expected)
+    se = np.sqrt(1 / (100 * 0.2 * 0.8) + 1 / (100 * 0.5 * 0.5))
+    assert effect["ci95"] == pytest.approx([expected - 1.959964 * se, expected + 1.959964 * se])
