@@ -130,3 +130,18 @@ def test_few_episodes_at_risk_at_the_crossing_mark_the_horizon_unreliable():
     estimate, _ = horizon(scores_of(index), 0.5, resamples=0, rng=np.random.default_rng(0))
     # S = 1, 0.5, 0: first below 0.5 at turn 3, where the 3 survivors of turn 2 were at risk
     assert estimate.at_risk == 3 and not estimate.reliable
+
+
+def test_the_printed_table_says_when_few_episodes_were_at_risk():
+    from harness.analysis.summary import _horizon_lines
+
+    h = {"s": 0.5, "steps": 7.5, "turns": 7.5, "ci95": [6.0, 9.0], "logistic_steps": None,
+         "censored": False, "at_risk": 4, "reliable": False}  # fmt: skip
+    line = _horizon_lines(h, {"p_hat": None, "predicted_steps": None})[0]
+    assert "UNRELIABLE: 4 episodes at risk there" in line
+    assert (
+        "UNRELIABLE"
+        not in _horizon_lines(
+            {**h, "at_risk": 40, "reliable": True}, {"p_hat": None, "predicted_steps": None}
+        )[0]
+    )
