@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.metrics import column_means
+from harness.analysis.metrics import column_means, score_matrices
 from harness.analysis.statistics import crossing_points
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
@@ -33,7 +33,7 @@ EPISODES, TURNS = 600, 40
 
 
 def plain_mean_horizon(run_dir: Path) -> tuple[float, bool]:
-    scores = read_table(run_dir).latest().score_matrices(episodes=EPISODES, turns=TURNS, k=1)
+    scores = score_matrices(read_table(run_dir).latest(), episodes=EPISODES, turns=TURNS, k=1)
     crossing, censored = crossing_points(
         column_means(scores.task_correct)[None, :], scores.lengths, 0.5
     )
@@ -71,11 +71,11 @@ def main() -> None:
         }
         print(f"{'run':<26} {'Kaplan-Meier H_0.5':>34} {'plain means H_0.5':>22}")
         for name, run_dir in cases.items():
-            h = summarize(run_dir, status="complete")["horizon"]
+            h = summarize(run_dir).horizon
             km = (
-                f">= {h['steps']:g} (censored)"
-                if h["censored"]
-                else f"{h['steps']:.2f} [{h['ci95'][0]:.2f}, {h['ci95'][1]:.2f}]"
+                f">= {h.steps:g} (censored)"
+                if h.censored
+                else f"{h.steps:.2f} [{h.ci95[0]:.2f}, {h.ci95[1]:.2f}]"
             )
             plain, plain_censored = plain_mean_horizon(run_dir)
             print(f"{name:<26} {km:>34} {plain:>13.2f}{' (censored)' if plain_censored else '':>9}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.metrics import ScoreMatrices, column_means
+from harness.analysis.metrics import ScoreMatrices, column_means, score_matrices
 from harness.analysis.statistics import (
     bootstrap_p_value,
     crossing_points,
@@ -64,7 +64,7 @@ def load_run(path: Path) -> Run:
     if manifest["config"].get("history", {}).get("source", "own") != "own":
         raise CompareError(f"history.source: {path} has a rewritten history (no horizon)")
     table = read_table(path).latest()
-    scores = table.score_matrices(episodes=shape["episodes"], turns=shape["turns"], k=shape["k"])
+    scores = score_matrices(table, episodes=shape["episodes"], turns=shape["turns"], k=shape["k"])
     return Run(
         path=path,
         label=manifest["provider"]["label"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -236,3 +237,13 @@ def bootstrap_p_value(samples: np.ndarray, null: float = 0.0) -> float | None:
     below = np.mean(finite <= null)
     above = np.mean(finite >= null)
     return float(min(1.0, max(2.0 * min(below, above), 1.0 / finite.size)))
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON's spelling of a number: NaN and infinities (not scored, undefined) become None."""
+    return float(value) if np.isfinite(value) else None
+
+
+def nan_for_none(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """The inverse of :func:`finite_or_none` over a sequence: None becomes NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

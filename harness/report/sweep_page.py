@@ -8,11 +8,12 @@ import pandas as pd
 
 from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
 from harness.analysis.compare import COMPARISON_FILE, comparison_rows, sweep_comparison
-from harness.analysis.summary import SUMMARY_FILE
+from harness.analysis.format_drift import drift_by_rate, drift_by_rate_title
+from harness.analysis.run_summary import read_summary
 from harness.economics.costs import pareto_frontier
-from harness.files import atomic_write_json, atomic_write_text, read_json
-from harness.records.manifest import MANIFEST_FILE
-from harness.report.run_page import STYLE, _data_uri, _esc, _table
+from harness.files import atomic_write_json, atomic_write_text
+from harness.records.manifest import read_manifest
+from harness.report.html import STYLE, data_uri, esc, frame_table
 from harness.report.survival_section import self_conditioning_table
 from harness.report.sweep_figures import sweep_figures
 
@@ -37,20 +38,19 @@ SHOWN_COLUMNS = [
     "prop1_steps",
     "target_turn",
     "target_turn_accuracy",
+    "format_drift",
     "final_task_accuracy",
-    "prompt_tokens",
-    "completion_tokens",
+    "tokens_spent",
+    "tokens_replayed",
     "cost_usd",
 ]
 PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
 
 
-def _comparison(root: Path, table, out_dir: Path) -> tuple[str, pd.DataFrame] | None:
+def _comparison(root: Path, table: pd.DataFrame, out_dir: Path) -> tuple[str, pd.DataFrame] | None:
     """Horizons against the baseline (``report.baseline``, else the first run), as lhe-compare."""
-    baseline = (
-        read_json(root / table["run"][0] / MANIFEST_FILE)["config"].get("report") or {}
-    ).get("baseline")
-    found = sweep_comparison(root, list(table["run"]), baseline)
+    config = read_manifest(root / table["run"][0]).config
+    found = sweep_comparison(root, list(table["run"]), (config.get("report") or {}).get("baseline"))
     if found is None:
         return None
     result, skipped = found
@@ -72,6 +72,9 @@ def write_sweep_report(root: Path) -> list[Path]:
         capacity_path.write_text(capacity.to_markdown(index=False) + "\n", encoding="utf-8")
         paths.append(capacity_path)
         extra_tables.append(("Single-turn capacity (largest L solved at s)", capacity))
+    drift = drift_by_rate(table)
+    if len(drift):
+        extra_tables.append((drift_by_rate_title(drift), drift))
     frontier = pareto_frontier(table)
     if len(frontier):
         frontier_path = out_dir / "pareto.md"
@@ -84,7 +87,7 @@ def write_sweep_report(root: Path) -> list[Path]:
     if comparison is not None:
         paths.append(out_dir / COMPARISON_FILE)
         extra_tables.append(comparison)
-    summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
+    summaries = {run: read_summary(root / run) for run in table["run"]}
     history_effects = self_conditioning_table(table, summaries)
     if history_effects is not None:
         extra_tables.append(
@@ -97,23 +100,22 @@ def write_sweep_report(root: Path) -> list[Path]:
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Sweep {_esc(root.name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>Sweep: {_esc(root.resolve())}</h1>",
+        f"<title>Sweep {esc(root.name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Sweep: {esc(root.resolve())}</h1>",
         f'<p class="subtitle">{len(table)} runs; experiments '
-        f"{_esc(', '.join(sorted(table['experiment'].unique())))}</p>",
+        f"{esc(', '.join(sorted(table['experiment'].unique())))}</p>",
     ]
     if simulated:
         body.append(
             '<div class="banner simulated">Some runs use the SIMULATED executor: their '
             "numbers come from a random process, not from a language model.</div>"
         )
-    body += ["<h2>Runs</h2>", _table(table[[c for c in SHOWN_COLUMNS if c in table]])]
+    body += ["<h2>Runs</h2>", frame_table(table[[c for c in SHOWN_COLUMNS if c in table]])]
     for title, frame in extra_tables:
-        body += [f"<h2>{_esc(title)}</h2>", _table(frame)]
+        body += [f"<h2>{esc(title)}</h2>", frame_table(frame)]
     body.append("<h2>Figures</h2>")
     body += [
-        f'<figure><img alt="{_esc(path.stem)}" src="{_data_uri(path)}"></figure>'
-        for path in figures
+        f'<figure><img alt="{esc(path.stem)}" src="{data_uri(path)}"></figure>' for path in figures
     ]
     body.append("</body></html>")
     atomic_write_text(page, "\n".join(body) + "\n")

@@ -18,9 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.metrics import UNSCORED_STATUSES
+from harness.config import StopConfig
 from harness.economics.budget import Budget
-from harness.records.schema import TurnRecord, TurnWriter, clip, latest_records, read_records
+from harness.records.schema import (
+    UNSCORED_STATUSES,
+    TurnRecord,
+    TurnWriter,
+    clip,
+    fails_task,
+    latest_records,
+    read_records,
+)
 from harness.run.conversation import Conversation
 from harness.run.history import HistoryPolicy, Shown
 from harness.run.stopping import decided_length, horizon_decided
@@ -79,18 +87,6 @@ CAP_MARGIN = 1.25
 """Episodes run this much past the length where task accuracy is surely below s."""
 
 
-@dataclass(frozen=True)
-class EarlyStop:
-    """When to stop before every turn has run (``stop.*`` in the config)."""
-
-    after_failure: bool = False
-    when_decided: bool = False
-    s: float = 0.5
-    precision: float = 0.1
-    min_episodes: int = 20
-    seed: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The reply of one turn after voting: what is scored and what the history may show."""
@@ -133,7 +129,9 @@ class Runner:
         first_called_turn: int = 0,
         run_seed: int = 0,
         budget: Budget | None = None,
-        early_stop: EarlyStop | None = None,
+        stop: StopConfig | None = None,
+        s: float = 0.5,
+        decision_seed: int = 0,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
     ) -> None:
         self.task_set = task_set
@@ -147,10 +145,12 @@ class Runner:
         self.run_seed = run_seed
         self.on_turn = on_turn
         self.budget = budget or Budget()
-        self.early_stop = early_stop or EarlyStop()
+        self.stop_config = stop or StopConfig()
+        self.s = s
+        """Success threshold that ``stop.when_decided`` decides the horizon at."""
         # index correctness of finished episodes, for stop.when_decided
         self._finished_rows: dict[int, np.ndarray] = {}
-        self._decision_rng = np.random.default_rng(self.early_stop.seed)
+        self._decision_rng = np.random.default_rng(decision_seed)
         self._tasks: list[asyncio.Task[None]] = []
         self._aborted = False
         self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
@@ -200,8 +200,11 @@ class Runner:
     def _replay(self, conversation: Conversation, record: TurnRecord) -> None:
         """Rebuild one finished turn of the history from its record (resume)."""
         conversation.ask(record.keys)
+        values = self._values(record.keys)
         if record.filled:
-            shown = self.policy.rewritten(record.episode, record.turn, record.truth)
+            shown = self.policy.rewritten(
+                record.episode, record.turn, record.truth, record.keys, values
+            )
         else:
             # The record's own parse, not a re-parse: a long reply is stored cut.
             parsed = ParsedReply(
@@ -209,8 +212,14 @@ class Runner:
                 answer=record.answer,
                 visible=strip_reasoning(record.reply)[0],
             )
-            shown = self.policy.shown(record.episode, record.turn, record.truth, parsed)
+            shown = self.policy.shown(
+                record.episode, record.turn, record.truth, parsed, record.keys, values
+            )
         conversation.answer(shown)
+
+    def _values(self, keys: list[str]) -> list[int]:
+        """The true values of a turn's keys (a rewritten CoT turn shows them line by line)."""
+        return [self.task_set.dictionary[key] for key in keys]
 
     def _base_record(self, episode: int, turn: int, keys: list[str], base: int) -> dict:
         return dict(
@@ -242,22 +251,22 @@ class Runner:
     def _episode_finished(self, episode: int, records: list[TurnRecord]) -> None:
         """Count a finished episode and, with ``stop.when_decided``, check the horizon."""
         self.progress.episodes_done += 1
-        if not self.early_stop.when_decided:
+        if not self.stop_config.when_decided:
             return
         row = np.full(self.task_set.turns, np.nan)
         for record in records:
             if record.status not in UNSCORED_STATUSES:
-                row[record.turn] = float(record.answer == record.truth)
+                row[record.turn] = 0.0 if fails_task(record) else 1.0
         self._finished_rows[episode] = row
         prefix = 0  # episodes 0..prefix-1 have all finished: an unbiased sample
         while prefix in self._finished_rows:
             prefix += 1
-        if prefix < self.early_stop.min_episodes or self.progress.stopped_by is not None:
+        if prefix < self.stop_config.min_episodes or self.progress.stopped_by is not None:
             return
         if prefix % max(1, prefix // 20):  # re-decide at about 5% steps, not every episode
             return
         rows = np.vstack([self._finished_rows[e] for e in range(prefix)])
-        decided = decided_length(rows, s=self.early_stop.s, rng=self._decision_rng)
+        decided = decided_length(rows, s=self.s, rng=self._decision_rng)
         if decided is not None:
             # The latest decision, with a margin: taking the smallest of many noisy decisions
             # would cut episodes short of the crossing.
@@ -265,8 +274,8 @@ class Runner:
         if horizon_decided(
             rows,
             k=self.task_set.k,
-            s=self.early_stop.s,
-            precision=self.early_stop.precision,
+            s=self.s,
+            precision=self.stop_config.horizon_precision,
             rng=self._decision_rng,
         ):
             self.stop("stop.when_decided")
@@ -278,7 +287,7 @@ class Runner:
         last = records[-1]
         if last.status == "context_exceeded":
             return True
-        return self.early_stop.after_failure and not last.filled and last.answer != last.truth
+        return self.stop_config.after_failure and fails_task(last)
 
     async def _run_episode(self, episode: int, done: list[TurnRecord], writer: TurnWriter) -> None:
         conversation = Conversation(system=self.system, window=self.window)
@@ -292,8 +301,9 @@ class Runner:
                 break
             keys = self.task_set.turn_keys(episode, turn)
             common = self._base_record(episode, turn, keys, conversation.shown_total)
+            values = self._values(keys)
             if turn < self.first_called_turn:
-                shown = self.policy.rewritten(episode, turn, common["truth"])
+                shown = self.policy.rewritten(episode, turn, common["truth"], keys, values)
                 conversation.ask(keys)
                 conversation.answer(shown)
                 record = TurnRecord(
@@ -301,6 +311,7 @@ class Runner:
                     status="filled",
                     filled=True,
                     shown=shown.value,
+                    shown_text=shown.text,
                     injected=shown.injected,
                 )
                 self._emit(writer, record)
@@ -335,7 +346,9 @@ class Runner:
                     return  # not finished: a resume re-runs it
                 break
             reply = choose_reply(result, seed)
-            shown: Shown = self.policy.shown(episode, turn, common["truth"], reply.parsed)
+            shown: Shown = self.policy.shown(
+                episode, turn, common["truth"], reply.parsed, keys, values
+            )
             stored, length = clip(reply.content)
             record = TurnRecord(
                 **common,
@@ -345,6 +358,7 @@ class Runner:
                 reply=stored,
                 reply_chars=length,
                 shown=shown.value,
+                shown_text=shown.text if shown.written else None,
                 injected=shown.injected,
                 sample_answers=reply.sample_answers,
                 agreement=reply.agreement,

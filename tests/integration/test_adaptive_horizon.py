@@ -31,8 +31,8 @@ async def test_the_adaptive_horizon_equals_the_full_runs_within_its_interval(tmp
         ),
         tmp_path / "adaptive",
     )
-    assert adaptive["stopped_by"] == "stop.when_decided"
-    assert adaptive["length_cap"] is not None and adaptive["length_cap"] < 40
-    low, high = full["horizon"]["ci95"]
-    assert abs(adaptive["horizon"]["steps"] - full["horizon"]["steps"]) <= high - low
-    assert not adaptive["horizon"]["censored"]
+    assert adaptive.stopped_by == "stop.when_decided"
+    assert adaptive.length_cap is not None and adaptive.length_cap < 40
+    low, high = full.horizon.ci95
+    assert abs(adaptive.horizon.steps - full.horizon.steps) <= high - low
+    assert not adaptive.horizon.censored

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.analysis.summary import main as summarize_main
+from harness.commands import summarize_main
 from harness.cli import compose_config
 from harness.pipeline import execute
 from harness.records.schema import TURNS_FILE
@@ -23,7 +23,7 @@ def complete_run(tmp_path_factory):
     config = compose_config([*COMPLETE, "run.progress=false", "metrics.bootstrap=300"])
     with contextlib.redirect_stdout(io.StringIO()):
         summary = asyncio.run(execute(config, run_dir))
-    return run_dir, summary
+    return run_dir, summary.model_dump(mode="json")
 
 
 def cut_copy(run_dir, target, keep):

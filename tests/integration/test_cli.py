@@ -90,7 +90,11 @@ def test_lhe_command_runs_end_to_end_and_writes_its_files(tmp_path):
     assert summary["turns_scored"] == 30 * 12
     for key in ("steps", "turns", "ci95", "logistic_steps", "censored", "s"):
         assert key in summary["horizon"]
-    assert set(summary["usage"]) >= {"prompt_tokens", "completion_tokens", "reasoning_tokens"}
+    assert set(summary["tokens_spent"]) >= {
+        "prompt_tokens",
+        "completion_tokens",
+        "reasoning_tokens",
+    }
     for key in ("config", "config_hash", "packages", "git_commit", "seeds"):
         assert key in manifest
     assert len(manifest["task_set"]["fingerprint"]) == 64
@@ -238,13 +242,14 @@ async def test_more_bad_inputs_fail_before_any_model_call(tmp_path):
 
 
 async def test_estimate_prints_the_expected_cost_and_calls_nothing(tmp_path, capsys):
+    from harness.economics.estimate import RunEstimate
     from harness.pipeline import execute
 
     config = compose_config(
         ["model=simulated", "model.price={input:1,output:2}", "estimate=true", "task.turns=40"]
     )
     result = await execute(config, tmp_path / "run")
-    assert result["status"] == "estimate"
-    assert result["estimate"]["requests"] == 20 * 40
+    assert isinstance(result, RunEstimate)
+    assert result.requests == 20 * 40
     assert "$" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()

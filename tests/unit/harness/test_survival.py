@@ -133,15 +133,15 @@ def test_few_episodes_at_risk_at_the_crossing_mark_the_horizon_unreliable():
 
 
 def test_the_printed_table_says_when_few_episodes_were_at_risk():
-    from harness.analysis.summary import _horizon_lines
+    from types import SimpleNamespace
 
-    h = {"s": 0.5, "steps": 7.5, "turns": 7.5, "ci95": [6.0, 9.0], "logistic_steps": None,
-         "censored": False, "at_risk": 4, "reliable": False}  # fmt: skip
-    line = _horizon_lines(h, {"p_hat": None, "predicted_steps": None})[0]
-    assert "UNRELIABLE: 4 episodes at risk there" in line
-    assert (
-        "UNRELIABLE"
-        not in _horizon_lines(
-            {**h, "at_risk": 40, "reliable": True}, {"p_hat": None, "predicted_steps": None}
-        )[0]
-    )
+    from harness.analysis.run_summary import HorizonSummary
+    from harness.report.text import _horizon_lines
+
+    h = HorizonSummary(s=0.5, steps=7.5, turns=7.5, ci95=[6.0, 9.0], logistic_steps=None,
+                       censored=False, at_risk=4, reliable=False)  # fmt: skip
+    summary = SimpleNamespace(horizon=h, prop1=None, history=None)
+    assert "UNRELIABLE: 4 episodes at risk there" in _horizon_lines(summary, h)[0]
+    fine = h.model_copy(update={"at_risk": 40, "reliable": True})
+    summary.horizon = fine
+    assert "UNRELIABLE" not in _horizon_lines(summary, fine)[0]
