@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from harness.commands import summarize_main
 from harness.cli import compose_config
+from harness.commands import summarize_main
 from harness.pipeline import execute
 from harness.records.schema import TURNS_FILE
 

@@ -26,7 +26,7 @@ def blocks(seed, **knobs):
 
 
 def covers_zero(effect):
-    return effect["ci95"][0] < 0 < effect["ci95"][1]
+    return effect.ci95[0] < 0 < effect.ci95[1]
 
 
 def test_the_twin_uses_the_executors_error_rate():
@@ -41,21 +41,21 @@ def test_context_decay_gives_a_rising_hazard_and_a_length_effect():
     for seed in SEEDS:
         result = blocks(seed, context_decay=0.002)
         trend = result["hazard_trend"]
-        assert trend["verdict"] == "rising" and trend["p_value"] < 0.01, seed
-        assert result["error_dynamics"]["length_effect"]["estimate"] > 0, seed
+        assert trend.verdict == "rising" and trend.p_value < 0.01, seed
+        assert result["error_dynamics"].length_effect.estimate > 0, seed
 
 
 def test_self_conditioning_gives_a_history_effect_and_no_rising_hazard():
     results = [blocks(seed, self_conditioning=0.5) for seed in SEEDS]
     for seed, result in zip(SEEDS, results, strict=True):
-        assert result["error_dynamics"]["history_effect"]["ci95"][0] > 0, seed
-    rising = sum(r["hazard_trend"]["verdict"] == "rising" for r in results)
+        assert result["error_dynamics"].history_effect.ci95[0] > 0, seed
+    rising = sum(r["hazard_trend"].verdict == "rising" for r in results)
     assert rising <= 1
 
 
 def test_a_constant_rate_gives_a_flat_hazard_and_effects_covering_zero():
     results = [blocks(seed) for seed in SEEDS]
-    flat = sum(r["hazard_trend"]["verdict"] == "flat" for r in results)
-    length = sum(covers_zero(r["error_dynamics"]["length_effect"]) for r in results)
-    history = sum(covers_zero(r["error_dynamics"]["history_effect"]) for r in results)
+    flat = sum(r["hazard_trend"].verdict == "flat" for r in results)
+    length = sum(covers_zero(r["error_dynamics"].length_effect) for r in results)
+    history = sum(covers_zero(r["error_dynamics"].history_effect) for r in results)
     assert flat >= 9 and length >= 9 and history >= 9, (flat, length, history)
