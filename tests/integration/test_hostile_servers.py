@@ -184,22 +184,20 @@ async def test_provider_errors_skew_neither_task_accuracy_nor_the_horizon(tmp_pa
         summary, _ = await run(config(server.base_url, max_attempts=2), tmp_path)
     latest = list(latest_records(read_records(tmp_path)).values())
     assert any(r.status == "provider_error" and r.turn > 0 for r in latest)
-    # Task accuracy, walked episode by episode: right so far, failed for good, or unknown
-    # from a provider error on (a failure before it still counts).
-    state = {e: "right" for e in range(EPISODES)}
-    task = []
+    # Task accuracy as Kaplan-Meier, walked turn by turn: an episode is at risk at a turn
+    # while it was right at every earlier one; one with a provider error (or no record) there
+    # is censored, unknown from then on; S(t) = prod (1 - failed_u / at_risk_u).
     by_key = {(r.episode, r.turn): r for r in latest}
+    at_risk, survival, task = set(range(EPISODES)), 1.0, []
     for turn in range(TURNS):
-        for episode in range(EPISODES):
-            record = by_key.get((episode, turn))
-            if state[episode] != "right":
-                continue
-            if record is None or record.status == "provider_error":
-                state[episode] = "unknown"
-            elif record.answer != record.truth:
-                state[episode] = "failed"
-        known = [s == "right" for s in state.values() if s != "unknown"]
-        task.append(float(np.mean(known)) if known else None)
+        scored = {
+            e for e in at_risk if (e, turn) in by_key and by_key[e, turn].status != "provider_error"
+        }
+        failed = {e for e in scored if by_key[e, turn].answer != by_key[e, turn].truth}
+        if scored:
+            survival *= 1 - len(failed) / len(scored)
+        task.append(survival if scored else None)
+        at_risk = scored - failed
     assert summary.task_accuracy == pytest.approx(task)
     assert summary.horizon.steps == pytest.approx(first_below(task, 0.5, k=2))
     assert None not in task and task[-1] < 0.5 < task[0]  # a crossing inside the run
