@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,10 @@ class CachedProvider(Provider):
     async def preflight(self) -> None:
         """Delegate to the wrapped provider."""
         await self.inner.preflight()
+
+    def episode(self, index: int) -> AbstractContextManager[None]:
+        """Delegate to the wrapped provider (a batching provider counts open episodes)."""
+        return self.inner.episode(index)
 
     async def aclose(self) -> None:
         """Delegate to the wrapped provider."""

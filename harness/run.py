@@ -26,6 +26,7 @@ from harness.report import write_run_report
 from harness.runner import EarlyStop, Runner
 from harness.summary import format_table, summarize, write_summary
 from providers.base import Provider
+from providers.batching import create_batching
 from providers.registry import create_provider
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -96,14 +97,27 @@ def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | 
         raise ConfigError(reason)
 
 
-async def make_provider(config: RunConfig) -> Provider:
-    """Create the provider and run its preflight check (config errors as one line)."""
+async def make_provider(config: RunConfig, run_dir: Path | None = None) -> Provider:
+    """Create the provider and run its preflight check (config errors as one line).
+
+    With ``model.batch`` on and a run directory given, the provider gathers the run's
+    requests into batch files kept in that directory.
+    """
+    model = config.model
     try:
-        provider = create_provider(
-            config.model.provider,
-            config.model.provider_options(),
-            concurrency=config.run.concurrency,
-        )
+        if model.batch != "off" and run_dir is not None:
+            provider: Provider = create_batching(
+                model.provider,
+                model.provider_options(),
+                mode=model.batch,
+                command=model.batch_command,
+                options=model.batch_options,
+                run_dir=run_dir,
+            )
+        else:
+            provider = create_provider(
+                model.provider, model.provider_options(), concurrency=config.run.concurrency
+            )
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, prefix="model")) from None
     except ValueError as exc:
@@ -133,7 +147,7 @@ async def execute(
     check_budget(config, estimate, price)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
-    provider = await make_provider(config)
+    provider = await make_provider(config, run_dir)
     if config.cache.active(config.model.temperature):
         provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
     label = config.model.label or provider.label
@@ -158,7 +172,8 @@ async def execute(
         window=history.window,
         first_called_turn=(history.target_turn or 1) - 1,
         run_dir=run_dir,
-        concurrency=config.run.concurrency,
+        # A batch holds one turn of every episode in flight: in batch mode that is all of them.
+        concurrency=config.run.concurrency if config.model.batch == "off" else task_set.samples,
         run_seed=config.run.seed,
         budget=Budget(
             max_usd=config.budget.max_usd,

@@ -13,12 +13,19 @@ from typing import Any
 import numpy as np
 
 from harness.config import ModelConfig
-from harness.costs import economics, format_usd, load_price_table, resolve_price
+from harness.costs import (
+    batch_price_note,
+    economics,
+    format_usd,
+    load_price_table,
+    resolve_price,
+)
 from harness.files import atomic_write_json, read_json
 from harness.manifest import MANIFEST_FILE
 from harness.metrics import FORMAT_ERRORS, column_means, horizon, prop1
 from harness.record_table import RecordTable, read_table
 from harness.records import TURNS_FILE
+from providers.batch_state import batch_summary
 
 SUMMARY_FILE = "summary.json"
 
@@ -115,6 +122,9 @@ def summarize(
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
     summary["economics"] = economics(table, summary, price, s)
+    summary["batch"] = batch_summary(
+        run_dir, model_config.batch, batch_price_note(model_config, price)
+    )
     return summary
 
 
@@ -205,6 +215,9 @@ def _cost_line(economics: dict[str, Any] | None) -> str:
     per_dollar = economics.get("horizon_steps_per_usd")
     if per_dollar is not None:
         line += f", {per_dollar:,.1f} horizon steps per dollar"
+    share = (economics.get("price") or {}).get("batch_multiplier")
+    if share is not None:
+        line += f" (batch price: {share:g} x list)"
     return line
 
 
