@@ -143,6 +143,7 @@ class FakeBatchServer(FakeServer):
                 files_uploaded=self.stats["files_uploaded"],
                 batches_created=self.stats["batches_created"],
                 lines_submitted=self.stats["lines_submitted"],
+                line_errors=self.stats["line_errors"],
                 polls=dict(self.polls),
                 statuses={b.id: b.status for b in self.batches.values()},
             )
