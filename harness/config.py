@@ -280,9 +280,9 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display, the cache, the budget and the metrics section are
-        left out: they change neither the requests nor the replies, so a run may be resumed
-        with other values (typically a raised budget).
+        Concurrency, the progress display, the cache, the budget, batch polling and the metrics
+        section are left out: they change neither the requests nor the replies, so a run may be
+        resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -292,6 +292,7 @@ class RunConfig(StrictModel):
                 "budget": True,
                 "estimate": True,
                 "run": {"concurrency", "progress"},
+                "model": {"batch_options"},
             },
         )
         canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))

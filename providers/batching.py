@@ -56,9 +56,6 @@ BatchMode = Literal["off", "api", "command"]
 
 CHAT_URL = "/v1/chat/completions"
 """The endpoint every line of a batch names."""
-GATHER_YIELDS = 3
-"""Event-loop turns to wait once every episode is waiting, so that the extra samples a
-majority vote tops up with (asked together, from one episode) join the same batch."""
 UNFINISHED_CODES = frozenset({"batch_expired", "batch_cancelled"})
 """Error codes of lines a batch did not get to (sent again, never a result)."""
 
@@ -231,6 +228,7 @@ class BatchingProvider(Provider):
         self._pending: dict[str, Line] = {}
         self._samples: Counter[tuple[int, int]] = Counter()
         self._round: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # a request arrived, or an episode ended
         self._fatal: str | None = None
         self.batches_sent = 0
         """Batches this session created (resumed ones excluded)."""
@@ -286,14 +284,16 @@ class BatchingProvider(Provider):
                 line.future.cancel()
                 self._pending.pop(custom_id, None)
                 self._waiting[line.episode] -= 1
+                self._changed.set()
 
     def _maybe_send(self) -> None:
-        """Start a batch once every open episode waits for a reply."""
-        if self._round is not None or not self._pending or self._fatal is not None:
-            return
-        if any(self._waiting[episode] <= 0 for episode in self._open):
-            return
-        self._round = asyncio.create_task(self._send_round())
+        """Wake the batch that is gathering, or start one for the requests now pending."""
+        self._changed.set()
+        if self._round is None and self._pending and self._fatal is None:
+            self._round = asyncio.create_task(self._send_round())
+
+    def _all_waiting(self) -> bool:
+        return all(self._waiting[episode] > 0 for episode in self._open)
 
     def _resolve(self, line: Line, result: ChatResult) -> None:
         if line.future.done():  # its caller was cancelled
@@ -312,8 +312,13 @@ class BatchingProvider(Provider):
     async def _send_round(self) -> None:
         lines: dict[str, Line] = {}
         try:
-            for _ in range(GATHER_YIELDS):
-                await asyncio.sleep(0)
+            # Episodes whose coroutines have not run yet are not open yet either, but they
+            # were queued before this task, so they have started by the time it runs.
+            while self._pending and not self._all_waiting():
+                self._changed.clear()
+                await self._changed.wait()
+            if not self._pending:  # every caller was cancelled
+                return
             lines, self._pending = self._pending, {}
             await self._send(lines)
         except FatalProviderError as exc:
