@@ -41,7 +41,7 @@ from typing import Any
 
 import httpx
 
-from providers.fake_server import (
+from testing.fake_server import (
     FakeServer,
     Reply,
     ServerOptions,

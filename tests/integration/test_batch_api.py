@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from harness.config import load_config
-from harness.records import read_records
-from harness.run import execute
+from harness.pipeline import execute
+from harness.records.schema import read_records
 from providers.base import FatalProviderError
 from providers.batch_state import STATE_DIR, STATE_FILE, BatchState
 from testing.fake_batch_server import running_batch_server

@@ -14,8 +14,8 @@ import pytest
 
 from harness.cli import compose_config
 from harness.config import ConfigError, load_config
-from harness.records import TURNS_FILE, read_records
-from harness.run import execute
+from harness.pipeline import execute
+from harness.records.schema import TURNS_FILE, read_records
 from providers.batch_state import STATE_DIR, STATE_FILE, BatchState
 
 EPISODES, TURNS, P = 6, 4, 0.8

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from harness.records import read_records
-from harness.runner import request_seed
+from harness.records.schema import read_records
+from harness.run.runner import request_seed
 from providers.batch_state import STATE_DIR, STATE_FILE, BatchState
 from testing.fake_batch_server import RunningBatchServer, running_batch_server
 

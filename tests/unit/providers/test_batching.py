@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from harness.history import HistoryPolicy
-from harness.records import read_records
-from harness.runner import EarlyStop, Runner
+from harness.records.schema import read_records
+from harness.run.history import HistoryPolicy
+from harness.run.runner import EarlyStop, Runner
 from providers.base import REQUEST_TAG, FatalProviderError, Message, Provider, Sampling
 from providers.batch_state import BatchEntry
 from providers.batching import (
