@@ -230,8 +230,6 @@ class BatchingProvider(Provider):
         self._round: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # a request arrived, or an episode ended
         self._fatal: str | None = None
-        self.batches_sent = 0
-        """Batches this session created (resumed ones excluded)."""
 
     @property
     def label(self) -> str:
@@ -321,8 +319,14 @@ class BatchingProvider(Provider):
                 return
             lines, self._pending = self._pending, {}
             await self._send(lines)
-        except FatalProviderError as exc:
-            self._fatal = str(exc)
+        except Exception as exc:
+            # Not only fatal errors: an unexpected one (a full disk, a server's odd JSON)
+            # left here would keep every episode waiting for ever.
+            self._fatal = (
+                str(exc)
+                if isinstance(exc, FatalProviderError)
+                else f"model.batch: {type(exc).__name__}: {exc}"
+            )
             for line in [*lines.values(), *self._pending.values()]:
                 if not line.future.done():
                     line.future.set_exception(FatalProviderError(self._fatal))
@@ -346,7 +350,6 @@ class BatchingProvider(Provider):
             )
             write_input(entry, self.state.folder, fresh)
             self.state.save()
-            self.batches_sent += 1
             groups[entry.name] = (entry, fresh)
         for entry, group in groups.values():
             if entry.phase != "finished":

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.records.schema import read_records
 from harness.run.runner import request_seed
 from providers.batch_state import STATE_DIR, STATE_FILE, BatchState
@@ -88,6 +90,7 @@ def answered_seeds(log: Path) -> list[int]:
     return [json.loads(line)["seed"] for line in log.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_killed_while_polling_then_resumed_pays_nothing_twice(tmp_path):
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     with running_batch_server(p=0.8, polls=1) as server:

@@ -239,3 +239,14 @@ async def test_answered_and_context_lines_are_results():
 async def test_lines_that_would_fail_again_are_fatal(raw):
     with pytest.raises(FatalProviderError, match=r"^model(\.api_key_env)?: batch line e0-t0-s0"):
         line_result(raw, line(), "completed")
+
+
+async def test_an_unexpected_back_end_error_stops_the_run_instead_of_hanging_it(tmp_path):
+    class Broken(InProcessBackend):
+        async def run(self, entry, folder, save):
+            raise OSError("No space left on device")
+
+    runner = run(tmp_path, Broken(), samples=3, turns=2)
+    progress = await asyncio.wait_for(runner.run(), timeout=30)
+    assert progress.fatal_error == "model.batch: OSError: No space left on device"
+    assert read_records(tmp_path) == []
