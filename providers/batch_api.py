@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,8 @@ class BatchAPI(BatchBackend):
 
         async def attempt() -> httpx.Response:
             try:
-                response = await self._client.request(method, url, **_reopened(kwargs))
+                with _opened(kwargs) as arguments:  # an upload is re-read on every attempt
+                    response = await self._client.request(method, url, **arguments)
             except httpx.HTTPError as exc:
                 kind = retry.classify_exception(exc) or "transient"
                 reason = self._scrub(retry.one_line(f"{type(exc).__name__}: {exc}"))
@@ -234,15 +236,23 @@ class BatchAPI(BatchBackend):
         await self._client.aclose()
 
 
-def _reopened(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Request arguments with file paths opened afresh (every attempt re-reads the upload)."""
+@contextmanager
+def _opened(kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Request arguments with the paths of ``files`` opened, closed again afterwards.
+
+    httpx streams an open file into the multipart body, so a large input file is never
+    held in memory whole.
+    """
     files = kwargs.get("files")
     if not files:
-        return kwargs
-    opened = {
-        key: (name, Path(path).read_bytes(), kind) for key, (name, path, kind) in files.items()
-    }
-    return {**kwargs, "files": opened}
+        yield kwargs
+        return
+    with ExitStack() as stack:
+        opened = {
+            key: (name, stack.enter_context(Path(path).open("rb")), kind)
+            for key, (name, path, kind) in files.items()
+        }
+        yield {**kwargs, "files": opened}
 
 
 def _errors(batch: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -198,6 +199,7 @@ def write_input(entry: BatchEntry, folder: Path, lines: list[Line]) -> None:
             }
             handle.write(json.dumps(request, ensure_ascii=False) + "\n")
         handle.flush()
+        os.fsync(handle.fileno())  # on disk before the state names it
 
 
 class BatchingProvider(Provider):
