@@ -298,7 +298,9 @@ class BatchingProvider(Provider):
     def _resolve(self, line: Line, result: ChatResult) -> None:
         if line.future.done():  # its caller was cancelled
             return
-        self._waiting[line.episode] -= 1  # now, not when the caller wakes: see _maybe_send
+        # Now, not when the caller wakes: a round that ends with lines to resend must not
+        # find the answered episodes still waiting, or it would send those lines alone.
+        self._waiting[line.episode] -= 1
         line.future.set_result(
             result.model_copy(
                 update={
