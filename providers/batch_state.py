@@ -104,21 +104,36 @@ class StateFile:
         atomic_write_text(self.path, self.state.model_dump_json(indent=1) + "\n")
 
 
-def batch_summary(run_dir: Path, mode: str, price_note: str | None) -> dict[str, Any] | None:
-    """The ``batch`` block of a run's summary: how many batches, of how many lines.
+class BatchSummary(BaseModel):
+    """The ``batch`` block of a run's summary: how the run's requests were batched."""
 
-    None for a run without ``model.batch``. ``lines`` counts every line sent, resent ones
-    included; ``unfinished`` names batches a resume would still poll.
-    """
-    if mode == "off":
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["api", "command"]
+    """``model.batch`` of the run."""
+    batches: int
+    """Batches of the run, over all its sessions."""
+    lines: int
+    """Lines sent, resent ones included."""
+    statuses: dict[str, int]
+    """Batches by last status (``completed``, ``expired``, ...; the phase if none was seen)."""
+    unfinished: list[str]
+    """Batches a resume would still poll or run."""
+    price_note: str | None = None
+    """How the cost was priced (batch price, or the list price when none is known)."""
+
+
+def batch_summary(run_dir: Path, mode: str, price_note: str | None) -> BatchSummary | None:
+    """The summary's batch block, from ``batches/state.json``; None without ``model.batch``."""
+    if mode not in ("api", "command"):
         return None
     path = run_dir / STATE_DIR / STATE_FILE
     state = BatchState.model_validate_json(path.read_bytes()) if path.exists() else BatchState()
-    return {
-        "mode": mode,
-        "batches": len(state.batches),
-        "lines": sum(len(entry.lines) for entry in state.batches),
-        "statuses": dict(sorted(Counter(e.status or e.phase for e in state.batches).items())),
-        "unfinished": [e.name for e in state.batches if e.phase != "finished"],
-        "price_note": price_note,
-    }
+    return BatchSummary(
+        mode=mode,  # type: ignore[arg-type]
+        batches=len(state.batches),
+        lines=sum(len(entry.lines) for entry in state.batches),
+        statuses=dict(sorted(Counter(e.status or e.phase for e in state.batches).items())),
+        unfinished=[e.name for e in state.batches if e.phase != "finished"],
+        price_note=price_note,
+    )

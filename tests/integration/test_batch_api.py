@@ -5,7 +5,6 @@ endpoint, so an interactive run against that endpoint is the reference: a batch 
 give the same records, whatever the batches went through.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +79,8 @@ async def test_one_batch_per_turn_gives_the_records_of_an_interactive_run(tmp_pa
     assert [sorted(e.lines) for e in entries] == [
         sorted(f"e{e}-t{t}-s0" for e in range(EPISODES)) for t in range(TURNS)
     ]
-    assert summary["batch"]["batches"] == TURNS and summary["batch"]["unfinished"] == []
-    assert summary["status"] == "complete"
+    assert summary.batch.batches == TURNS and summary.batch.unfinished == []
+    assert summary.status == "complete"
 
 
 async def test_a_target_turn_experiment_is_a_single_batch(tmp_path):
@@ -104,7 +103,7 @@ async def test_failed_lines_go_into_the_next_batch_and_are_counted(tmp_path):
     resent = sum(r.retries for r in records)
     assert resent == stats["line_errors"] > 0
     assert stats["lines_submitted"] == EPISODES * TURNS + resent
-    assert summary["retries_by_reason"] == {"500": resent}
+    assert summary.retries_by_reason == {"500": resent}
     # A resent line rides with the next turn of the other episodes.
     assert stats["batches_created"] < TURNS + resent
 
@@ -122,7 +121,7 @@ async def test_an_expired_or_cancelled_batch_is_resent_for_what_it_did_not_finis
         stats = server.stats()
     assert rows(tmp_path / "batch") == expected
     unfinished = EPISODES - EPISODES // 2  # the fake answers the first half
-    assert summary["retries_by_reason"] == {reason: unfinished}
+    assert summary.retries_by_reason == {reason: unfinished}
     assert stats["lines_submitted"] == EPISODES * TURNS + unfinished
     assert stats["statuses"]["batch_1"] == reason.removeprefix("batch_")
 
@@ -131,8 +130,8 @@ async def test_a_failed_batch_stops_the_run_at_once(tmp_path):
     with running_batch_server(p=0.8, fail_batches="0") as server:
         summary = await execute(config(server.base_url), tmp_path / "batch")
         stats = server.stats()
-    assert summary["status"] == "failed"
-    assert "batch_0 failed (invalid_request: injected failure)" in summary["note"]
+    assert summary.status == "failed"
+    assert "batch_0 failed (invalid_request: injected failure)" in summary.note
     assert stats["batches_created"] == 1
     assert read_records(tmp_path / "batch") == []
 
@@ -143,8 +142,8 @@ async def test_an_unknown_model_stops_the_run_after_one_batch(tmp_path):
             config(server.base_url, model={"name": "no-such-model"}), tmp_path / "batch"
         )
         stats = server.stats()
-    assert summary["status"] == "failed"
-    assert "model: batch line e" in summary["note"] and "HTTP 404" in summary["note"]
+    assert summary.status == "failed"
+    assert "model: batch line e" in summary.note and "HTTP 404" in summary.note
     assert stats["batches_created"] == 1 and stats["requests"] == 0
     assert read_records(tmp_path / "batch") == []
 
@@ -181,7 +180,7 @@ async def test_a_large_output_file_is_read_whole(tmp_path):
     output = tmp_path / "batch" / STATE_DIR / "b0001.output.jsonl"
     assert output.stat().st_size > episodes * 500_000  # about 20 MB
     assert len(output.read_text().splitlines()) == episodes
-    assert summary["status"] == "complete" and summary["index_accuracy"] == [1.0]
+    assert summary.status == "complete" and summary.index_accuracy == [1.0]
 
 
 async def test_the_summary_and_estimate_show_the_batch_price(tmp_path, capsys):
@@ -191,14 +190,12 @@ async def test_the_summary_and_estimate_show_the_batch_price(tmp_path, capsys):
             config(server.base_url, batch="off", model={"price": price}), tmp_path / "i"
         )
         batch = await execute(config(server.base_url, model={"price": price}), tmp_path / "b")
-    usage = batch["economics"]["tokens"]
-    by_hand = (usage["prompt"] * 2.0 + usage["completion"] * 8.0) / 1e6 * 0.5
-    assert batch["economics"]["cost_usd"] == pytest.approx(by_hand)
-    assert batch["economics"]["cost_usd"] == pytest.approx(
-        interactive["economics"]["cost_usd"] * 0.5
-    )
-    assert batch["economics"]["price"]["batch_multiplier"] == 0.5
-    assert interactive["economics"]["price"]["batch_multiplier"] is None
+    usage = batch.tokens_spent
+    by_hand = (usage.prompt_tokens * 2.0 + usage.completion_tokens * 8.0) / 1e6 * 0.5
+    assert batch.economics.cost_usd == pytest.approx(by_hand)
+    assert batch.economics.cost_usd == pytest.approx(interactive.economics.cost_usd * 0.5)
+    assert batch.economics.price.batch_multiplier == 0.5
+    assert interactive.economics.price.batch_multiplier is None
     capsys.readouterr()
     estimate = await execute(
         config("http://127.0.0.1:9/v1", model={"price": price}).model_copy(
@@ -212,6 +209,5 @@ async def test_the_summary_and_estimate_show_the_batch_price(tmp_path, capsys):
         ),
         tmp_path / "e2",
     )
-    assert estimate["estimate"]["cost_usd"] == pytest.approx(listed["estimate"]["cost_usd"] / 2)
+    assert estimate.cost_usd == pytest.approx(listed.cost_usd / 2)
     assert "batch price, 0.5 x the list price" in capsys.readouterr().out
-    assert json.dumps(estimate["estimate"])  # JSON-ready

@@ -69,7 +69,7 @@ async def test_a_command_run_gives_the_simulated_executors_records(tmp_path):
     summary = await execute(command_config(log), tmp_path / "batch")
     assert rows(tmp_path / "batch") == rows(tmp_path / "simulated")
     assert len(answered(log)) == EPISODES * TURNS == len(set(answered(log)))
-    assert summary["batch"]["batches"] == TURNS and summary["status"] == "complete"
+    assert summary.batch.batches == TURNS and summary.status == "complete"
 
 
 async def test_a_resumed_command_run_reads_finished_batches_instead_of_running_them(tmp_path):
@@ -94,9 +94,9 @@ async def test_a_resumed_command_run_reads_finished_batches_instead_of_running_t
 
 async def test_a_failing_command_stops_the_run_with_its_message(tmp_path):
     summary = await execute(command_config(tmp_path / "log", "--exit-code 3"), tmp_path / "b")
-    assert summary["status"] == "failed"
-    assert summary["note"].startswith("model.batch_command: exited with code 3")
-    assert "CUDA out of memory" in summary["note"]
+    assert summary.status == "failed"
+    assert summary.note.startswith("model.batch_command: exited with code 3")
+    assert "CUDA out of memory" in summary.note
     assert read_records(tmp_path / "b") == []
 
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from harness.config import StopConfig
 from harness.records.schema import read_records
 from harness.run.history import HistoryPolicy
-from harness.run.runner import EarlyStop, Runner
+from harness.run.runner import Runner
 from providers.base import REQUEST_TAG, FatalProviderError, Message, Provider, Sampling
 from providers.batch_state import BatchEntry
 from providers.batching import (
@@ -66,7 +67,7 @@ class InProcessBackend(BatchBackend):
         save()
 
 
-def run(tmp_path, backend, *, samples=5, turns=4, votes=1, early_stop=None, max_attempts=4):
+def run(tmp_path, backend, *, samples=5, turns=4, votes=1, stop=None, max_attempts=4):
     provider = BatchingProvider(
         backend,
         name="m",
@@ -82,14 +83,14 @@ def run(tmp_path, backend, *, samples=5, turns=4, votes=1, early_stop=None, max_
         policy=HistoryPolicy(),
         run_dir=tmp_path,
         concurrency=samples,
-        early_stop=early_stop,
+        stop=stop,
     )
     return runner
 
 
 async def test_each_batch_holds_the_next_turn_of_exactly_the_unfinished_episodes(tmp_path):
     backend = InProcessBackend(p=0.7)
-    runner = run(tmp_path, backend, samples=8, turns=6, early_stop=EarlyStop(after_failure=True))
+    runner = run(tmp_path, backend, samples=8, turns=6, stop=StopConfig(after_failure=True))
     await runner.run()
     records = read_records(tmp_path)
     # By hand from the records: the episodes that asked turn t, turn by turn.
