@@ -99,27 +99,39 @@ def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | 
         raise ConfigError(reason)
 
 
-async def make_provider(config: RunConfig, run_dir: Path | None = None) -> Provider:
-    """Create the provider and run its preflight check (config errors as one line).
+async def make_provider(config: RunConfig) -> Provider:
+    """Create the provider and run its preflight check (config errors as one line)."""
+    model = config.model
+    return await _checked(
+        lambda: create_provider(
+            model.provider, model.provider_options(), concurrency=config.run.concurrency
+        )
+    )
 
-    With ``model.batch`` on and a run directory given, the provider gathers the run's
-    requests into batch files kept in that directory.
+
+async def make_batch_provider(config: RunConfig, run_dir: Path) -> Provider:
+    """The provider of ``model.batch=api|command``, preflight-checked.
+
+    It gathers the run's requests into batch files kept in ``run_dir`` (see
+    :mod:`providers.batching`).
     """
     model = config.model
+    return await _checked(
+        lambda: create_batching(
+            model.provider,
+            model.provider_options(),
+            mode=model.batch,
+            command=model.batch_command,
+            options=model.batch_options,
+            run_dir=run_dir,
+        )
+    )
+
+
+async def _checked(create: Callable[[], Provider]) -> Provider:
+    """``create()``, with config errors as one line, then the provider's preflight check."""
     try:
-        if model.batch != "off" and run_dir is not None:
-            provider: Provider = create_batching(
-                model.provider,
-                model.provider_options(),
-                mode=model.batch,
-                command=model.batch_command,
-                options=model.batch_options,
-                run_dir=run_dir,
-            )
-        else:
-            provider = create_provider(
-                model.provider, model.provider_options(), concurrency=config.run.concurrency
-            )
+        provider = create()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, prefix="model")) from None
     except ValueError as exc:
@@ -164,7 +176,11 @@ async def execute(
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
     started = datetime.now(timezone.utc)
-    provider = await make_provider(config, run_dir)
+    provider = await (
+        make_provider(config)
+        if config.model.batch == "off"
+        else make_batch_provider(config, run_dir)
+    )
     if config.cache.active(config.model.temperature):
         endpoint = Endpoint(
             provider=config.model.provider,
