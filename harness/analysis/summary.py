@@ -22,6 +22,7 @@ from harness.analysis.run_summary import (
     RunSummary,
 )
 from harness.analysis.statistics import finite_or_none
+from harness.analysis.survival_summary import DEFAULT_THRESHOLDS, survival_blocks
 from harness.config import HistoryConfig, ModelConfig, PriceConfig
 from harness.economics.costs import (
     batch_price_note,
@@ -84,7 +85,7 @@ def summarize(
     # Under a rewritten history the model never builds on its own answers, so task accuracy
     # and the horizon do not measure execution; turn accuracy is the quantity of interest.
     own_history = history.source == "own"
-    task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
+    task_curve = _curve(estimate.fit.curve) if own_history and estimate.fit else [None] * turns
 
     statuses = latest.status_counts()
     scored = int((~np.isnan(scores.index_correct)).sum())
@@ -131,6 +132,8 @@ def summarize(
             ci95=list(estimate.ci95) if estimate.ci95 else None,
             logistic_steps=estimate.logistic_steps,
             censored=estimate.censored,
+            at_risk=estimate.at_risk,
+            reliable=estimate.reliable if estimate.steps is not None else None,
         ),
         prop1=Prop1Summary.model_validate(p1) if own_history else None,
         format_errors=sum(statuses[name] for name in FORMAT_ERRORS),
@@ -149,6 +152,12 @@ def summarize(
         turns_resumed=last.turns_resumed if last else 0,
         cache=last.cache if last else None,
         elapsed_s=round(sum(x.elapsed_s for x in sessions), 3) if sessions else None,
+        # Kaplan-Meier based parts; see harness.analysis.survival_summary
+        **(
+            survival_blocks(scores, estimate, metrics_config.get("thresholds", DEFAULT_THRESHOLDS))
+            if own_history
+            else {}
+        ),
     )
     price = run_price(manifest)
     summary.economics = Economics.model_validate(
