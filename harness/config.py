@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from providers.base import Sampling
+from providers.batching import BatchMode, BatchOptions
 from tasks.prompts import Mode
 from tasks.words import load_words
 
@@ -73,6 +74,9 @@ class PriceConfig(StrictModel):
     """Prompt tokens served from the provider's prompt cache (defaults to ``input``)."""
     output: float = Field(ge=0.0)
     """Generated tokens, reasoning included."""
+    batch_multiplier: float | None = Field(None, gt=0.0, le=1.0)
+    """Share of these prices a request sent through the seller's batch API costs (0.5 at
+    OpenAI); None when it sells no batches. Applies only with ``model.batch=api``."""
 
 
 class ModelConfig(BaseModel):
@@ -97,6 +101,28 @@ class ModelConfig(BaseModel):
     price: PriceConfig | None = None
     """Token prices; when absent they are looked up in ``conf/prices.yaml`` by model name,
     and a model with no known price has an unknown cost (never 0)."""
+    batch: BatchMode = "off"
+    """``off``: one request per turn; ``api``: the endpoint's batch API (``/v1/batches``, the
+    batch price); ``command``: an offline engine run as ``batch_command``."""
+    batch_command: str | None = None
+    """Command of ``batch=command`` with ``{input}`` and ``{output}`` in it, e.g.
+    ``vllm run-batch -i {input} -o {output} --model M``."""
+    batch_options: BatchOptions = Field(default_factory=BatchOptions)
+    """Polling and resend settings of the batch modes."""
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> ModelConfig:
+        if self.batch != "off" and self.provider != "openai_compatible":
+            raise ValueError(
+                f"model.batch: {self.batch} needs an OpenAI-compatible preset (openai_compatible, "
+                f"openai, vllm, ...; got provider {self.provider!r})"
+            )
+        if (self.batch == "command") != (self.batch_command is not None):
+            raise ValueError(
+                "model.batch_command: set it exactly when model.batch=command "
+                f"(got batch={self.batch}, batch_command={self.batch_command!r})"
+            )
+        return self
 
     def sampling(self, n: int = 1) -> Sampling:
         """The per-request settings (the runner adds the seed)."""
@@ -269,9 +295,9 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display, the cache, the budget, the metrics and report
-        sections are left out: they change neither the requests nor the replies, so a run may
-        be resumed with other values (typically a raised budget).
+        Concurrency, the progress display, the cache, the budget, batch polling, the metrics
+        and report sections are left out: they change neither the requests nor the replies, so
+        a run may be resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -282,6 +308,7 @@ class RunConfig(StrictModel):
                 "estimate": True,
                 "report": True,
                 "run": {"concurrency", "progress"},
+                "model": {"batch_options"},
             },
         )
         canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))

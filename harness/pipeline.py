@@ -28,6 +28,7 @@ from harness.run.history import HistoryPolicy
 from harness.run.progress import ProgressLine
 from harness.run.runner import Runner, RunProgress
 from providers.base import Provider
+from providers.batching import create_batching
 from providers.registry import create_provider
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -100,12 +101,37 @@ def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | 
 
 async def make_provider(config: RunConfig) -> Provider:
     """Create the provider and run its preflight check (config errors as one line)."""
-    try:
-        provider = create_provider(
-            config.model.provider,
-            config.model.provider_options(),
-            concurrency=config.run.concurrency,
+    model = config.model
+    return await _checked(
+        lambda: create_provider(
+            model.provider, model.provider_options(), concurrency=config.run.concurrency
         )
+    )
+
+
+async def make_batch_provider(config: RunConfig, run_dir: Path) -> Provider:
+    """The provider of ``model.batch=api|command``, preflight-checked.
+
+    It gathers the run's requests into batch files kept in ``run_dir`` (see
+    :mod:`providers.batching`).
+    """
+    model = config.model
+    return await _checked(
+        lambda: create_batching(
+            model.provider,
+            model.provider_options(),
+            mode=model.batch,
+            command=model.batch_command,
+            options=model.batch_options,
+            run_dir=run_dir,
+        )
+    )
+
+
+async def _checked(create: Callable[[], Provider]) -> Provider:
+    """``create()``, with config errors as one line, then the provider's preflight check."""
+    try:
+        provider = create()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, prefix="model")) from None
     except ValueError as exc:
@@ -150,7 +176,11 @@ async def execute(
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
     started = datetime.now(timezone.utc)
-    provider = await make_provider(config)
+    provider = await (
+        make_provider(config)
+        if config.model.batch == "off"
+        else make_batch_provider(config, run_dir)
+    )
     if config.cache.active(config.model.temperature):
         endpoint = Endpoint(
             provider=config.model.provider,
@@ -187,7 +217,8 @@ async def execute(
         window=history.window,
         first_called_turn=(history.target_turn or 1) - 1,
         run_dir=run_dir,
-        concurrency=config.run.concurrency,
+        # A batch holds one turn of every episode in flight: in batch mode that is all of them.
+        concurrency=config.run.concurrency if config.model.batch == "off" else task_set.samples,
         run_seed=config.run.seed,
         budget=budget,
         stop=config.stop,

@@ -9,7 +9,10 @@ make the whole run pointless (bad key, unknown model) raise :class:`FatalProvide
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,6 +108,11 @@ class ChatResult(BaseModel):
     """True when the harness's response cache answered instead of the provider."""
 
 
+REQUEST_TAG: ContextVar[tuple[int, int] | None] = ContextVar("lhe_request_tag", default=None)
+"""(episode, turn) of the request the current task makes; the runner sets it so that a
+batching provider can name each line of a batch file (``providers.batching``)."""
+
+
 class FatalProviderError(RuntimeError):
     """An error that will repeat on every request (bad key, unknown model): stop the run."""
 
@@ -143,6 +151,15 @@ class Provider(ABC):
         Raise :class:`FatalProviderError` with a one-line message naming the config field
         (``model.base_url: ...``) so a bad setting stops the run before it spends anything.
         """
+
+    def episode(self, index: int) -> AbstractContextManager[None]:
+        """Scope of one episode's requests (the runner enters it while the episode runs).
+
+        A batching provider sends a batch once every open episode waits for a reply; other
+        providers need nothing here.
+        """
+        del index
+        return contextlib.nullcontext()
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release connections or model memory."""

@@ -371,7 +371,8 @@ def ensure_open_file_limit(connections: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
-def _read_key(variable: str | None) -> str | None:
+def read_api_key(variable: str | None) -> str | None:
+    """The key from the environment variable named in the config (None without one)."""
     if not variable:
         return None
     key = os.environ.get(variable, "").strip()
@@ -383,6 +384,6 @@ def _read_key(variable: str | None) -> str | None:
 def create(config: dict[str, Any], *, concurrency: int) -> OpenAICompatibleProvider:
     """Registry factory (the caller turns a ``ValidationError`` into a one-line message)."""
     settings = OpenAICompatibleConfig.model_validate(config)
-    key = _read_key(settings.api_key_env)
+    key = read_api_key(settings.api_key_env)
     ensure_open_file_limit(concurrency)
     return OpenAICompatibleProvider(settings, key, concurrency)

@@ -25,6 +25,7 @@ from harness.config import HistoryConfig, PriceConfig
 from harness.files import atomic_write_text
 from harness.records.schema import TokenTally
 from harness.records.sessions import CacheStats, SessionStatus
+from providers.batch_state import BatchSummary
 
 SUMMARY_FILE = "summary.json"
 
@@ -236,6 +237,8 @@ class RunSummary(_Part):
     """What the response cache did in the last session."""
     elapsed_s: float | None = None
     """Wall time of all sessions together."""
+    batch: BatchSummary | None = None
+    """How the requests were batched (``model.batch``); None for one request per turn."""
 
     def write(self, run_dir: Path) -> Path:
         """Write ``summary.json`` atomically."""

@@ -24,11 +24,17 @@ from harness.analysis.run_summary import (
 from harness.analysis.statistics import finite_or_none
 from harness.analysis.survival_summary import DEFAULT_THRESHOLDS, survival_blocks
 from harness.config import HistoryConfig, ModelConfig, PriceConfig
-from harness.economics.costs import economics, load_price_table, resolve_price
+from harness.economics.costs import (
+    batch_price_note,
+    economics,
+    load_price_table,
+    resolve_price,
+)
 from harness.records.manifest import Manifest, read_manifest
 from harness.records.schema import FORMAT_ERRORS
 from harness.records.sessions import read_sessions
 from harness.records.table import RecordTable, read_table
+from providers.batch_state import batch_summary
 
 AFTER_FAILURE_NOTE = (
     "stop.after_failure: each episode ended at its first failure, so turn accuracy "
@@ -153,8 +159,13 @@ def summarize(
             else {}
         ),
     )
+    price = run_price(manifest)
     summary.economics = Economics.model_validate(
-        economics(table, summary.model_dump(mode="json"), run_price(manifest), s)
+        economics(table, summary.model_dump(mode="json"), price, s)
+    )
+    model_config = ModelConfig.model_validate(config["model"])
+    summary.batch = batch_summary(
+        run_dir, model_config.batch, batch_price_note(model_config, price)
     )
     return summary
 

@@ -103,6 +103,12 @@ def resolve_price(
     without a trailing date (a dated snapshot priced as its alias). Local models (see
     :func:`is_local`) are never looked up.
     """
+    return batch_price(_listed_price(model, model_id, table), model.batch == "api")
+
+
+def _listed_price(
+    model: ModelConfig, model_id: str | None, table: dict[str, PriceConfig]
+) -> PriceConfig | None:
     if model.price is not None:
         return model.price
     options = model.provider_options()
@@ -113,6 +119,40 @@ def resolve_price(
         if candidate in table:
             return table[candidate]
     return None
+
+
+def batch_price(price: PriceConfig | None, batch_api: bool) -> PriceConfig | None:
+    """The price a run pays: the list price, or under ``model.batch=api`` the batch price.
+
+    The batch price is every rate times ``price.batch_multiplier``, which the result keeps;
+    an interactive run's price has no multiplier, so a price with one is always a batch
+    price whose rates are already multiplied. A batch run of a model whose seller's
+    multiplier is unknown is priced at the list price (an upper bound).
+    """
+    if price is None:
+        return None
+    share = price.batch_multiplier
+    if not batch_api or share is None:
+        return price.model_copy(update={"batch_multiplier": None})
+    cached = None if price.cached_input is None else price.cached_input * share
+    return PriceConfig(
+        input=price.input * share,
+        cached_input=cached,
+        output=price.output * share,
+        batch_multiplier=share,
+    )
+
+
+def batch_price_note(model: ModelConfig, price: PriceConfig | None) -> str | None:
+    """What a reader of a batch run's cost should know about its price (None otherwise)."""
+    if model.batch != "api" or price is None:
+        return None
+    if price.batch_multiplier is None:
+        return (
+            "model.batch=api: no batch price known for this model (price.batch_multiplier), "
+            "costed at the list price"
+        )
+    return f"model.batch=api: batch price, {price.batch_multiplier:g} x the list price"
 
 
 def _cost(prompt: Any, cached: Any, completion: Any, price: PriceConfig) -> Any:

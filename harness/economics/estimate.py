@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.config import BudgetConfig, PriceConfig, RunConfig
-from harness.economics.costs import PER_MILLION, format_usd
+from harness.economics.costs import PER_MILLION, batch_price_note, format_usd
 from tasks.parsing import format_answer
 from tasks.prompts import system_prompt, user_message
 from tasks.taskset import TaskSet
@@ -169,7 +169,8 @@ def estimate_run(
         cost_usd_max=_dollars(prompt_tokens, completion_max, price),
         system_prompt_tokens=round(system_chars / chars_per_token),
         prompt_tokens_per_turn=tuple(float(v) for v in per_turn),
-        notes=_notes(config, chars_per_token, float(reply_tokens.max(initial=0.0))),
+        notes=_notes(config, chars_per_token, float(reply_tokens.max(initial=0.0)))
+        + tuple(filter(None, [batch_price_note(config.model, price)])),
     )
 
 

@@ -83,6 +83,8 @@ def cost_line(summary: RunSummary) -> str:
         line += f", {format_usd(economics.usd_per_correct_step)} per correct step"
     if economics.horizon_steps_per_usd is not None:
         line += f", {economics.horizon_steps_per_usd:,.1f} horizon steps per dollar"
+    if economics.price is not None and economics.price.batch_multiplier is not None:
+        line += f" (batch price: {economics.price.batch_multiplier:g} x list)"
     return line
 
 

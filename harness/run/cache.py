@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,10 @@ class CachedProvider(Provider):
     async def preflight(self) -> None:
         """Delegate to the wrapped provider."""
         await self.inner.preflight()
+
+    def episode(self, index: int) -> AbstractContextManager[None]:
+        """Delegate to the wrapped provider (a batching provider counts open episodes)."""
+        return self.inner.episode(index)
 
     async def aclose(self) -> None:
         """Delegate to the wrapped provider."""

@@ -33,7 +33,7 @@ from harness.run.conversation import Conversation
 from harness.run.history import HistoryPolicy, Shown
 from harness.run.stopping import decided_length, horizon_decided
 from harness.run.voting import majority_answer, sample_n
-from providers.base import ChatResult, FatalProviderError, Provider, Sampling
+from providers.base import REQUEST_TAG, ChatResult, FatalProviderError, Provider, Sampling
 from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
 from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
@@ -171,7 +171,8 @@ class Runner:
             async def guarded(episode: int) -> None:
                 async with semaphore:
                     if self.progress.stopped_by is None:
-                        await self._run_episode(episode, prior.get(episode, []), writer)
+                        with self.provider.episode(episode):
+                            await self._run_episode(episode, prior.get(episode, []), writer)
 
             self._tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
             try:
@@ -319,6 +320,7 @@ class Runner:
                 continue
             messages = conversation.ask(keys)
             seed = request_seed(self.run_seed, episode, turn)
+            REQUEST_TAG.set((episode, turn))  # names the request's line in a batch file
             result = await sample_n(
                 self.provider, messages, self.sampling.model_copy(update={"seed": seed})
             )
