@@ -92,7 +92,7 @@ def test_lhe_runs_against_a_real_llama_cpp_server(llama_server, tmp_path):
 
     summary = json.loads((run_dir / "summary.json").read_text())
     expected = {"model", "status", "episodes", "turns", "turn_accuracy", "task_accuracy"}
-    expected |= {"index_accuracy", "horizon", "usage", "retries", "provider_errors"}
+    expected |= {"index_accuracy", "horizon", "tokens_spent", "retries", "provider_errors"}
     assert expected <= summary.keys()
     assert (summary["model"], summary["episodes"], summary["turns"]) == ("llama-cpp-server", 2, 3)
     assert summary["tokens_spent"]["estimated"] is False
