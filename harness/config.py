@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -145,14 +145,36 @@ class HistoryConfig(StrictModel):
 class RunSettings(StrictModel):
     """How to run: concurrency and seeds."""
 
-    concurrency: int = Field(8, ge=1, le=100_000)
-    """Episodes in flight at once (each has at most one request outstanding)."""
+    concurrency: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = 8
+    """Episodes in flight at once (each has at most one request outstanding), or ``auto``:
+    up to ``concurrency_max`` episodes, with requests to the endpoint limited by an adaptive
+    (AIMD) controller between ``concurrency_min`` and ``concurrency_max``."""
+    concurrency_min: int = Field(4, ge=1)
+    """Lowest (and starting) request limit of ``concurrency=auto``."""
+    concurrency_max: int = Field(256, ge=1, le=100_000)
+    """Highest request limit of ``concurrency=auto`` (also the episodes in flight)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Processes the episodes are sharded over, each with its own event loop and connections
+    (for a fast local server; results are identical to one process)."""
     seed: int = 0
     """Seed of per-request sampling seeds and of any randomness in the runner."""
     progress: bool = True
     """Show a progress line when attached to a terminal."""
     votes: int = Field(1, ge=1)
     """Samples per turn; with more than one, the majority answer goes into the history."""
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> RunSettings:
+        if self.concurrency_min > self.concurrency_max:
+            raise ValueError(
+                f"run.concurrency_min: must be <= run.concurrency_max "
+                f"(got {self.concurrency_min} > {self.concurrency_max})"
+            )
+        return self
+
+    def episodes_in_flight(self) -> int:
+        """Episodes a process runs at once (``auto``: its upper limit)."""
+        return self.concurrency_max if self.concurrency == "auto" else self.concurrency
 
 
 class CacheConfig(StrictModel):
@@ -254,9 +276,9 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display, the cache, the budget and the metrics section are
-        left out: they change neither the requests nor the replies, so a run may be resumed
-        with other values (typically a raised budget).
+        Concurrency and workers, the progress display, the cache, the budget and the metrics
+        section are left out: they change neither the requests nor the replies, so a run may
+        be resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -265,7 +287,7 @@ class RunConfig(StrictModel):
                 "cache": True,
                 "budget": True,
                 "estimate": True,
-                "run": {"concurrency", "progress"},
+                "run": {"concurrency", "concurrency_min", "concurrency_max", "workers", "progress"},
             },
         )
         canonical = json.dumps(measured, sort_keys=True, separators=(",", ":"))

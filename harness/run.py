@@ -26,6 +26,7 @@ from harness.report import write_run_report
 from harness.runner import EarlyStop, Runner
 from harness.summary import format_table, summarize, write_summary
 from providers.base import Provider
+from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
 from providers.registry import create_provider
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -102,7 +103,7 @@ async def make_provider(config: RunConfig) -> Provider:
         provider = create_provider(
             config.model.provider,
             config.model.provider_options(),
-            concurrency=config.run.concurrency,
+            concurrency=config.run.episodes_in_flight(),
         )
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, prefix="model")) from None
@@ -134,6 +135,7 @@ async def execute(
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
     provider = await make_provider(config)
+    limit = adaptive_limit(config, provider, run_dir)
     if config.cache.active(config.model.temperature):
         provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
     label = config.model.label or provider.label
@@ -158,7 +160,7 @@ async def execute(
         window=history.window,
         first_called_turn=(history.target_turn or 1) - 1,
         run_dir=run_dir,
-        concurrency=config.run.concurrency,
+        concurrency=config.run.episodes_in_flight(),
         run_seed=config.run.seed,
         budget=Budget(
             max_usd=config.budget.max_usd,
@@ -184,7 +186,7 @@ async def execute(
     # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
     remove_handlers = _handle_signals(runner, run_dir)
     try:
-        return await _run_and_summarize(config, run_dir, runner, provider, progress_line)
+        return await _run_and_summarize(config, run_dir, runner, provider, progress_line, limit)
     finally:
         remove_handlers()
 
@@ -195,12 +197,15 @@ async def _run_and_summarize(
     runner: Runner,
     provider: Provider,
     progress_line: ProgressLine,
+    limit: AdaptiveLimit | None = None,
 ) -> dict[str, Any]:
     try:
         progress = await runner.run()
     finally:
         progress_line.close()
         await provider.aclose()
+        if limit is not None:
+            limit.close()
     status, note = None, None
     if progress.fatal_error:
         status, note = "failed", progress.fatal_error
@@ -262,6 +267,27 @@ def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
             loop.remove_signal_handler(sig)
 
     return remove
+
+
+def adaptive_limit(
+    config: RunConfig, provider: Provider, run_dir: Path, worker: int = 0
+) -> AdaptiveLimit | None:
+    """With ``run.concurrency=auto``, the endpoint's limit, logging to ``concurrency.jsonl``."""
+    if config.run.concurrency != "auto":
+        return None
+    try:
+        return attach_adaptive_limit(
+            provider,
+            run_dir,
+            minimum=config.run.concurrency_min,
+            maximum=config.run.concurrency_max,
+            worker=worker,
+        )
+    except ValueError:
+        raise ConfigError(
+            f"run.concurrency: auto adapts to an HTTP endpoint, and model.provider="
+            f"{config.model.provider} has none (allowed here: a number)"
+        ) from None
 
 
 def run(config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None) -> dict[str, Any]:

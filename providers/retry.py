@@ -21,6 +21,8 @@ per-request stop rule that also keeps the malformed-reply budget.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 import httpx
 from tenacity import (
     AsyncRetrying,
@@ -104,11 +107,14 @@ def classify_status(status: int, error_text: str) -> ErrorKind | None:
 
 
 def classify_exception(exc: BaseException) -> ErrorKind | None:
-    """The kind of a transport failure; ``None`` for exceptions that are not httpx's."""
-    if isinstance(exc, httpx.DecodingError):
+    """The kind of a transport failure; ``None`` for exceptions that are not the clients'.
+
+    Both clients are understood: aiohttp (the adapter's transport) and httpx.
+    """
+    if isinstance(exc, (httpx.DecodingError, aiohttp.ContentTypeError)):
         return "malformed"
-    if isinstance(exc, httpx.TransportError):  # timeouts, refused/dropped connections, protocol
-        return "transient"
+    if isinstance(exc, (httpx.TransportError, aiohttp.ClientError, asyncio.TimeoutError)):
+        return "transient"  # timeouts, refused/dropped connections, protocol errors
     return None
 
 
@@ -118,9 +124,9 @@ def exception_reason(exc: BaseException) -> str:
     A stalled server shows up as a read timeout; a dropped or refused connection, or a reply
     cut mid-way, as ``connection``.
     """
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, httpx.DecodingError):
+    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError)):
+        return "timeout"  # aiohttp's ServerTimeoutError is an asyncio.TimeoutError too
+    if isinstance(exc, (httpx.DecodingError, aiohttp.ContentTypeError)):
         return "malformed"
     return "connection"
 
@@ -153,18 +159,23 @@ def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def server_error_text(response: httpx.Response) -> str:
+def error_text(body: bytes) -> str:
     """The server's reason for an error reply, from the usual JSON shapes or the raw text."""
     try:
-        data = response.json()
+        data = json.loads(body)
     except ValueError:
-        return one_line(response.text)
+        return one_line(body.decode("utf-8", "replace"))
     reason: Any = data
     if isinstance(data, dict):
         reason = data.get("error") or data.get("detail") or data.get("message") or data
         if isinstance(reason, dict):
             reason = reason.get("message") or reason
     return one_line(str(reason))
+
+
+def server_error_text(response: httpx.Response) -> str:
+    """:func:`error_text` of an httpx reply."""
+    return error_text(response.content)
 
 
 @dataclass(frozen=True, slots=True)
