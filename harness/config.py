@@ -273,6 +273,22 @@ class RunConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_workers(self) -> RunConfig:
+        if self.run.workers == 1:
+            return self
+        shared = [
+            f"budget.{name}"
+            for name in ("max_usd", "max_tokens", "sweep_max_usd", "sweep_max_tokens")
+            if getattr(self.budget, name) is not None
+        ] + (["stop.when_decided"] if self.stop.when_decided else [])
+        if shared:
+            raise ValueError(
+                f"run.workers: {shared[0]} needs every turn counted in one process "
+                f"(allowed with it: run.workers=1; got {self.run.workers})"
+            )
+        return self
+
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 

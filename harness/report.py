@@ -23,7 +23,13 @@ import pandas as pd
 from harness.files import atomic_write_text, read_json
 from harness.manifest import MANIFEST_FILE
 from harness.metrics import FORMAT_ERRORS, UNSCORED_STATUSES
-from harness.plots import TASK_FIGURE, TURN_FIGURE, load_summary, write_run_figures
+from harness.plots import (
+    LIMIT_FIGURE,
+    TASK_FIGURE,
+    TURN_FIGURE,
+    load_summary,
+    write_run_figures,
+)
 from harness.records import TurnRecord, latest_records, read_records
 from harness.summary import SUMMARY_FILE
 
@@ -366,6 +372,7 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
         for name, alt in (
             (TURN_FIGURE, "turn and index accuracy per turn"),
             (TASK_FIGURE, "task accuracy against task length, with horizons"),
+            (LIMIT_FIGURE, "adaptive concurrency limit over time and 429 replies"),
         )
         if (run_dir / name).exists()  # no task figure under a rewritten history
     )

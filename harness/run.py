@@ -22,9 +22,11 @@ from harness.files import read_json
 from harness.history import HistoryPolicy
 from harness.manifest import MANIFEST_FILE, build_manifest, write_manifest
 from harness.progress import ProgressLine
+from harness.records import TurnRecord
 from harness.report import write_run_report
-from harness.runner import EarlyStop, Runner
+from harness.runner import EarlyStop, Runner, RunProgress
 from harness.summary import format_table, summarize, write_summary
+from harness.workers import ShardedRunner, merge_shards
 from providers.base import Provider
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
 from providers.registry import create_provider
@@ -117,36 +119,20 @@ async def make_provider(config: RunConfig) -> Provider:
     return provider
 
 
-async def execute(
-    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
-) -> dict[str, Any]:
-    """Run (or resume) the configured experiment in ``run_dir`` and return its summary.
-
-    ``sweep_dir`` is the multirun directory when this run is one job of a sweep: the jobs
-    share their spending there, for ``budget.sweep_max_*``.
-    """
-    task_set = make_task_set(config)
-    price = resolve_price(config.model, None, load_price_table())
-    estimate = estimate_run(config, task_set, price)
-    if config.estimate:
-        print(format_estimate(estimate, config.budget))
-        return {"status": "estimate", "estimate": dataclasses.asdict(estimate)}
-    check_budget(config, estimate, price)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resuming = check_resumable(run_dir, config)
-    provider = await make_provider(config)
-    limit = adaptive_limit(config, provider, run_dir)
-    if config.cache.active(config.model.temperature):
-        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
-    label = config.model.label or provider.label
-    if not resuming:
-        write_manifest(
-            run_dir,
-            build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
-        )
+def make_runner(
+    config: RunConfig,
+    task_set: TaskSet,
+    provider: Provider,
+    run_dir: Path,
+    *,
+    price: PriceConfig | None,
+    sweep_dir: Path | None = None,
+    on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
+    **shard: Any,
+) -> Runner:
+    """The runner a config asks for (``shard``: a worker's ``episodes`` and ``read_from``)."""
     history = config.history
-    progress_line = ProgressLine(cost_of=lambda usage: usage_cost(usage, price))
-    runner = Runner(
+    return Runner(
         task_set=task_set,
         provider=provider,
         sampling=config.model.sampling(n=config.run.votes),
@@ -180,8 +166,53 @@ async def execute(
             min_episodes=config.stop.min_episodes,
             seed=config.metrics.seed,
         ),
-        on_turn=progress_line if config.run.progress else None,
+        on_turn=on_turn,
+        **shard,
     )
+
+
+async def execute(
+    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
+) -> dict[str, Any]:
+    """Run (or resume) the configured experiment in ``run_dir`` and return its summary.
+
+    ``sweep_dir`` is the multirun directory when this run is one job of a sweep: the jobs
+    share their spending there, for ``budget.sweep_max_*``.
+    """
+    task_set = make_task_set(config)
+    price = resolve_price(config.model, None, load_price_table())
+    estimate = estimate_run(config, task_set, price)
+    if config.estimate:
+        print(format_estimate(estimate, config.budget))
+        return {"status": "estimate", "estimate": dataclasses.asdict(estimate)}
+    check_budget(config, estimate, price)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = check_resumable(run_dir, config)
+    merge_shards(run_dir)  # a sharded session that was killed left its records per worker
+    provider = await make_provider(config)
+    limit = adaptive_limit(config, provider, run_dir) if config.run.workers == 1 else None
+    if config.cache.active(config.model.temperature):
+        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
+    label = config.model.label or provider.label
+    if not resuming:
+        write_manifest(
+            run_dir,
+            build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
+        )
+    progress_line = ProgressLine(cost_of=lambda usage: usage_cost(usage, price))
+    if config.run.workers > 1:  # the parent only checked the endpoint; workers connect anew
+        await provider.aclose()
+        runner: Runner | ShardedRunner = ShardedRunner(config, run_dir)
+    else:
+        runner = make_runner(
+            config,
+            task_set,
+            provider,
+            run_dir,
+            price=price,
+            sweep_dir=sweep_dir,
+            on_turn=progress_line if config.run.progress else None,
+        )
     # The handlers stay until the summary and report are written: a second Ctrl-C that
     # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
     remove_handlers = _handle_signals(runner, run_dir)
@@ -194,7 +225,7 @@ async def execute(
 async def _run_and_summarize(
     config: RunConfig,
     run_dir: Path,
-    runner: Runner,
+    runner: Runner | ShardedRunner,
     provider: Provider,
     progress_line: ProgressLine,
     limit: AdaptiveLimit | None = None,
@@ -236,7 +267,7 @@ async def _run_and_summarize(
     return summary
 
 
-def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
+def _handle_signals(runner: Runner | ShardedRunner, run_dir: Path) -> Callable[[], None]:
     """SIGINT/SIGTERM: the first lets turns in flight finish, a second drops them.
 
     Either way every record on disk is a whole turn, and the message says how to resume.

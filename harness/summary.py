@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.concurrency import limit_summary
 from harness.config import ModelConfig
 from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
@@ -115,6 +116,7 @@ def summarize(
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
     summary["economics"] = economics(table, summary, price, s)
+    summary["concurrency"] = limit_summary(run_dir)
     return summary
 
 
@@ -189,10 +191,20 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
         + (" (estimated)" if usage["estimated"] else ""),
         _cost_line(summary.get("economics")),
+        *_concurrency_line(summary.get("concurrency")),
         f"files      {run_dir / TURNS_FILE}",
         f"           {run_dir / SUMMARY_FILE}",
     ]
     return "\n".join(lines)
+
+
+def _concurrency_line(block: dict[str, Any] | None) -> list[str]:
+    if not block:
+        return []
+    return [
+        f"limit      auto: {block['min_limit']}-{block['max_limit']} requests in flight, "
+        f"{block['overloads_429']} x 429, {block['pauses']} pauses ({block['paused_s']:g} s)"
+    ]
 
 
 def _cost_line(economics: dict[str, Any] | None) -> str:
