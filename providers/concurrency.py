@@ -194,17 +194,18 @@ class AdaptiveLimit:
         return Slot(admitted=admitted, epoch=self.epoch)
 
     def _release(self, slot: Slot) -> None:
+        busy = self.in_flight  # this request included
         self.in_flight -= 1
         if slot.outcome == "ok":
-            self._on_success(slot)
+            self._on_success(slot, busy)
         elif slot.outcome == "overload":
             self._on_overload(slot)
         self._admit_waiters()
 
-    def _on_success(self, slot: Slot) -> None:
+    def _on_success(self, slot: Slot, busy: int) -> None:
         if self.known_good is not None and slot.admitted > self.known_good:
             self.known_good = slot.admitted  # a probe went through
-        if slot.admitted < self.value / 2:
+        if busy < self.value / 2:
             return  # the limit is not what holds requests back: do not inflate it
         if self.known_good is None or self.value + 1 <= self.known_good:
             self._set(self.value + 1, "increase")
