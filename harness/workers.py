@@ -29,13 +29,17 @@ import multiprocessing
 import os
 import shutil
 import signal
+import time
+from collections.abc import Coroutine
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.config import RunConfig
 from harness.records import TURNS_FILE, drop_torn_tail
 from harness.runner import RunProgress
+
+T = TypeVar("T")
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
@@ -99,6 +103,19 @@ def _combine(parts: list[dict[str, Any]], started: float, total: int) -> RunProg
     return progress
 
 
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, on uvloop when it is installed (the ``fast`` extra).
+
+    uvloop's event loop is libuv's, in C: measured here it cuts the client CPU per HTTP
+    request by about 15% (``bench/bench_overhead.py``); it changes no result.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def _context() -> multiprocessing.context.BaseContext:
     """``forkserver`` with the pipeline preloaded: one import for every worker of a session.
 
@@ -121,7 +138,8 @@ class ShardedRunner:
         self.workers = config.run.workers
         self.progress = RunProgress(episodes_total=config.task.samples)
         self._processes: list[multiprocessing.process.BaseProcess] = []
-        self._signalled = 0
+        self.worker_cpu: list[float] = []
+        """CPU seconds of each worker process, once they are done (for benchmarks)."""
 
     async def run(self) -> RunProgress:
         """Start the workers, wait for all of them, merge their records."""
@@ -144,6 +162,7 @@ class ShardedRunner:
             *(asyncio.to_thread(_result, p, c) for p, c in zip(self._processes, pipes, strict=True))
         )
         merge_shards(self.run_dir)
+        self.worker_cpu = [part.get("cpu_s", 0.0) for part in parts]
         progress = _combine(parts, self.progress.started, self.config.task.samples)
         if self.progress.stopped_by is not None:
             progress.stopped_by = self.progress.stopped_by
@@ -183,10 +202,10 @@ def _worker_main(config_json: str, run_dir: str, index: int, workers: int, pipe:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
     try:
-        progress = asyncio.run(
+        progress = run_event_loop(
             _work(RunConfig.model_validate_json(config_json), Path(run_dir), index, workers)
         )
-        pipe.send(dataclasses.asdict(progress))
+        pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time()})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
     finally:

@@ -10,6 +10,8 @@ from providers.fake_server import free_port
 from providers.openai_compatible import (
     build_request_body,
     create,
+    encode_body,
+    encode_request,
     parse_response,
 )
 from providers.retry import RetryableError
@@ -45,6 +47,23 @@ def test_extra_body_is_merged_and_wins():
     body = build_request_body("m", MESSAGES, Sampling(max_tokens=5, extra_body=extra))
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert body["max_tokens"] == 99
+
+
+@pytest.mark.parametrize(
+    ("name", "sampling"),
+    [
+        ("m", Sampling()),
+        ('we"ird "messages":[] név', Sampling(seed=3, n=2, stop=["</answer>"])),
+        ("m", Sampling(extra_body={"max_tokens": 9, "chat_template_kwargs": {"x": "ü"}})),
+        ("m", Sampling(extra_body={"messages": [{"role": "user", "content": "override"}]})),
+        ("m", Sampling(extra_body={"messages": []})),  # an override that looks like the slot
+    ],
+)
+def test_encoded_request_is_byte_for_byte_the_plain_encoding(name, sampling):
+    messages = [*MESSAGES, Message("assistant", 'say "<answer>5</answer>" ü'), MESSAGES[1]]
+    for _ in range(2):  # the second time from the message cache
+        plain = encode_body(build_request_body(name, messages, sampling, send_seed=True))
+        assert encode_request(name, messages, sampling, send_seed=True) == plain
 
 
 def _reply(message, **extra):
