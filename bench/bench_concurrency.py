@@ -116,6 +116,7 @@ class Outcome:
     wall: float = 0.0
     cpu: float = 0.0
     server_cpu: float | None = None
+    startup: float = 0.0
     replies: dict[Key, str] = field(default_factory=dict)
     latency: dict[Key, float] = field(default_factory=dict)
 
@@ -133,6 +134,8 @@ def timed_runner(outcome: Outcome) -> Iterator[None]:
             finally:
                 outcome.wall = time.perf_counter() - wall
                 outcome.cpu = time.process_time() - cpu + sum(getattr(self, "worker_cpu", []))
+                runs = getattr(self, "worker_run_s", [])
+                outcome.startup = outcome.wall - max(runs) if runs else 0.0
 
         return run
 
@@ -299,7 +302,10 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f}"
     )
     header = f"{'schedule':<22} {'wall s':>7} {'ideal s':>8} {'effic.':>7} "
-    print(header + f"{'CPU ms/req':>11} {'server':>7} {'req/s/worker':>13} {'extra ms':>11}")
+    print(
+        header + f"{'CPU ms/req':>11} {'server':>7} {'req/s/worker':>13} {'extra ms':>11} "
+        f"{'start-up s':>11} {'effic. w/o':>11}"
+    )
     rows = [(f"pipeline, workers={n}", o, ideal, n) for n, o in ours.items()]
     rows.append(("runner, no HTTP", alone, ideal, 1))
     if steps is not None:
@@ -312,9 +318,13 @@ def main() -> None:
         print(
             f"{name:<22} {outcome.wall:>7.2f} {best:>8.2f} {best / outcome.wall:>7.2f} "
             f"{1000 * outcome.cpu / requests:>11.2f} {server:>7} "
-            f"{requests / outcome.wall / workers:>13.0f} {extra:>11}"
+            f"{requests / outcome.wall / workers:>13.0f} {extra:>11} "
+            f"{outcome.startup:>11.2f} {best / (outcome.wall - outcome.startup):>11.2f}"
         )
-    print("extra ms: request time minus the server's reply time, median / p99")
+    print(
+        "extra ms: request time minus the server's reply time, median / p99; start-up: "
+        "workers' start before their runners began; effic. w/o: without it"
+    )
     if steps is not None:
         print(
             f"speed-up over lock-step: {steps.wall / first.wall:.2f}x measured, "

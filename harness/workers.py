@@ -140,6 +140,8 @@ class ShardedRunner:
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self.worker_cpu: list[float] = []
         """CPU seconds of each worker process, once they are done (for benchmarks)."""
+        self.worker_run_s: list[float] = []
+        """Wall seconds of each worker's own ``Runner.run`` (start-up excluded)."""
 
     async def run(self) -> RunProgress:
         """Start the workers, wait for all of them, merge their records."""
@@ -163,6 +165,7 @@ class ShardedRunner:
         )
         merge_shards(self.run_dir)
         self.worker_cpu = [part.get("cpu_s", 0.0) for part in parts]
+        self.worker_run_s = [part.get("run_s", 0.0) for part in parts]
         progress = _combine(parts, self.progress.started, self.config.task.samples)
         if self.progress.stopped_by is not None:
             progress.stopped_by = self.progress.stopped_by
@@ -202,17 +205,18 @@ def _worker_main(config_json: str, run_dir: str, index: int, workers: int, pipe:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
     try:
-        progress = run_event_loop(
-            _work(RunConfig.model_validate_json(config_json), Path(run_dir), index, workers)
-        )
-        pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time()})
+        config = RunConfig.model_validate_json(config_json)
+        progress, run_s = run_event_loop(_work(config, Path(run_dir), index, workers))
+        pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
     finally:
         pipe.close()
 
 
-async def _work(config: RunConfig, run_dir: Path, index: int, workers: int) -> RunProgress:
+async def _work(
+    config: RunConfig, run_dir: Path, index: int, workers: int
+) -> tuple[RunProgress, float]:
     # Imported here: the pipeline module imports this one.
     from harness.cache import CachedProvider, ResponseCache
     from harness.costs import load_price_table, resolve_price
@@ -241,8 +245,9 @@ async def _work(config: RunConfig, run_dir: Path, index: int, workers: int) -> R
         read_from=run_dir,
     )
     remove_handlers = _handle_signals(runner, run_dir)
+    started = time.perf_counter()
     try:
-        return await runner.run()
+        return await runner.run(), time.perf_counter() - started
     finally:
         remove_handlers()
         await provider.aclose()
