@@ -42,7 +42,6 @@ from harness.config import RunConfig
 from harness.history import HistoryPolicy
 from harness.run import make_task_set
 from harness.runner import Runner, request_seed
-from harness.workers import run_event_loop
 from providers.base import ChatResult, Message, Provider, Sampling
 from providers.fake_server import running_fake_server
 from providers.registry import create_provider
@@ -54,9 +53,6 @@ from tasks.taskset import TaskSet
 EPISODES, TURNS, CONCURRENCY = 100, 50, 100
 CASES = ("instant", "simulated", "http")
 CLIENT_REQUESTS = 1000
-
-
-LOOP = asyncio.run
 
 
 def config_for(model: list[str], episodes: int, turns: int) -> RunConfig:
@@ -118,7 +114,7 @@ def measure(name: str, run_dir: Path, episodes: int, turns: int) -> tuple[float,
             provider = create_provider(
                 "openai_compatible", config.model.provider_options(), concurrency=CONCURRENCY
             )
-            return LOOP(run_case(config, provider, run_dir))
+            return asyncio.run(run_case(config, provider, run_dir))
     config = config_for(["model=simulated"], episodes, turns)
     if name == "simulated":
         provider = create_provider(
@@ -220,7 +216,6 @@ def main() -> None:
     parser.add_argument("--clients", action="store_true", help="compare bare HTTP clients")
     parser.add_argument("--profile", choices=CASES, help="profile one case instead")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop", "both"), default="both")
     args = parser.parse_args()
     if args.clients:
         compare_clients()
@@ -243,16 +238,11 @@ def main() -> None:
             f"load average {os.getloadavg()[0]:.1f}"
         )
         print(f"{'provider':<14} {'CPU ms/turn':>12} {'turns/s':>9} {'target':>13}")
-        global LOOP
-        loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
         for name in args.cases:
-            for loop in loops if name == "http" else ["asyncio"]:
-                LOOP = run_event_loop if loop == "uvloop" else asyncio.run
-                label = f"{name}, {loop}" if name == "http" else name
-                cpu, wall, turns = measure(name, work / label, args.episodes, args.turns)
-                per_turn = 1000 * cpu / turns
-                verdict = "met" if per_turn < (0.4 if name == "http" else 1) else "MISSED"
-                print(f"{label:<14} {per_turn:>12.3f} {turns / wall:>9.0f} {verdict:>13}")
+            cpu, wall, turns = measure(name, work / name, args.episodes, args.turns)
+            per_turn = 1000 * cpu / turns
+            verdict = "met" if per_turn < (0.4 if name == "http" else 1) else "MISSED"
+            print(f"{name:<14} {per_turn:>12.3f} {turns / wall:>9.0f} {verdict:>13}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from harness.records import TurnRecord
 from harness.report import write_run_report
 from harness.runner import EarlyStop, Runner, RunProgress
 from harness.summary import format_table, summarize, write_summary
-from harness.workers import ShardedRunner, merge_shards, run_event_loop
+from harness.workers import ShardedRunner, merge_shards
 from providers.base import Provider
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
 from providers.registry import create_provider
@@ -323,4 +323,4 @@ def adaptive_limit(
 
 def run(config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None) -> dict[str, Any]:
     """Synchronous entry point."""
-    return run_event_loop(execute(config, run_dir, sweep_dir=sweep_dir))
+    return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))

@@ -30,16 +30,13 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Coroutine
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from harness.config import RunConfig
 from harness.records import TURNS_FILE, drop_torn_tail
 from harness.runner import RunProgress
-
-T = TypeVar("T")
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
@@ -101,19 +98,6 @@ def _combine(parts: list[dict[str, Any]], started: float, total: int) -> RunProg
             if getattr(progress, name) is None and part.get(name) is not None:
                 setattr(progress, name, part[name])
     return progress
-
-
-def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)``, on uvloop when it is installed (the ``fast`` extra).
-
-    uvloop's event loop is libuv's, in C: measured here it cuts the client CPU per HTTP
-    request by about 15% (``bench/bench_overhead.py``); it changes no result.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -206,7 +190,7 @@ def _worker_main(config_json: str, run_dir: str, index: int, workers: int, pipe:
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
     try:
         config = RunConfig.model_validate_json(config_json)
-        progress, run_s = run_event_loop(_work(config, Path(run_dir), index, workers))
+        progress, run_s = asyncio.run(_work(config, Path(run_dir), index, workers))
         pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
