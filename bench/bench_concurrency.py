@@ -49,18 +49,18 @@ from pathlib import Path
 import providers.openai_compatible as adapter
 from harness.cli import compose_config
 from harness.config import RunConfig
-from harness.episode import Conversation
-from harness.history import HistoryPolicy
-from harness.records import read_records
-from harness.run import execute, make_task_set
-from harness.runner import Runner, request_seed
-from harness.workers import ShardedRunner
+from harness.pipeline import execute, make_task_set
+from harness.records.schema import read_records
+from harness.run.conversation import Conversation
+from harness.run.history import HistoryPolicy
+from harness.run.runner import Runner, request_seed
+from harness.run.workers import ShardedRunner
 from providers.base import ChatResult, Message, Sampling
-from providers.fake_server import FakeServer, ServerOptions, running_fake_server
 from providers.registry import create_provider
-from providers.scripted import ScriptedProvider
 from tasks.parsing import parse_reply
 from tasks.prompts import system_prompt
+from testing.fake_server import FakeServer, ServerOptions, running_fake_server
+from testing.scripted import ScriptedProvider
 
 EPISODES, TURNS, CONCURRENCY = 200, 50, 200
 MEDIAN = 0.04
@@ -156,8 +156,8 @@ def run_pipeline(run_dir: Path, workers: int = 1) -> Outcome:
         with timed_runner(outcome), contextlib.redirect_stdout(io.StringIO()):
             summary = asyncio.run(execute(config, run_dir))
         outcome.server_cpu = process_cpu(server.pid) - cpu
-    if summary["turns_scored"] != EPISODES * TURNS:
-        raise RuntimeError(f"{run_dir.name}: only {summary['turns_scored']} turns scored")
+    if summary.turns_scored != EPISODES * TURNS:
+        raise RuntimeError(f"{run_dir.name}: only {summary.turns_scored} turns scored")
     for record in read_records(run_dir):
         outcome.replies[record.episode, record.turn] = record.reply
         outcome.latency[record.episode, record.turn] = record.latency_s

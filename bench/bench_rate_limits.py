@@ -32,10 +32,10 @@ import time
 from pathlib import Path
 
 from harness.cli import compose_config
-from harness.run import execute
-from harness.runner import Runner
+from harness.pipeline import execute
+from harness.run.runner import Runner
 from providers.concurrency import read_limit_log
-from providers.fake_server import running_fake_server
+from testing.fake_server import running_fake_server
 
 M, RETRY_AFTER, LATENCY = 16, 1.0, 0.05
 
@@ -75,7 +75,7 @@ def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path) -> dict:
     limits = [event.limit for event in read_limit_log(run_dir)]
     return {
         "wall": timing["wall"],
-        "scored": summary["turns_scored"],
+        "scored": summary.turns_scored,
         "requests": stats["requests"],
         "rejected": stats["faults"]["over_limit"],
         "peak": stats["max_in_flight"],

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from harness.config import ConfigError, load_config
-from harness.records import read_records
-from harness.run import execute
-from harness.workers import SHARDS_DIR, merge_shards
+from harness.pipeline import execute
+from harness.records.schema import read_records
+from harness.run.workers import SHARDS_DIR, merge_shards
 from providers.concurrency import LIMIT_LOG, read_limit_log
-from providers.fake_server import running_fake_server
+from testing.fake_server import running_fake_server
 
 EPISODES, TURNS = 12, 6
 FAST = {
@@ -75,7 +75,7 @@ def server():
 def reference(server, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("fixed")
     summary = run(config(server.base_url, concurrency=3), run_dir)  # never over the limit
-    assert summary["retries"] == 0
+    assert summary.retries == 0
     return turns(run_dir), summary
 
 
@@ -92,8 +92,8 @@ def test_same_records_as_a_fixed_single_process_run(server, reference, settings,
     expected, expected_summary = reference
     summary = run(config(server.base_url, **settings), tmp_path)
     assert turns(tmp_path) == expected
-    for field in ("turn_accuracy", "task_accuracy", "index_accuracy", "horizon", "usage"):
-        assert summary[field] == expected_summary[field]
+    for field in ("turn_accuracy", "task_accuracy", "index_accuracy", "horizon", "tokens_spent"):
+        assert getattr(summary, field) == getattr(expected_summary, field)
     assert not (tmp_path / SHARDS_DIR).exists()  # merged and removed
 
 
@@ -103,11 +103,11 @@ def test_auto_backs_off_logs_its_limit_and_reports_its_range(server, tmp_path):
     events = list(read_limit_log(tmp_path))
     overloads = [e for e in events if e.event == "overload"]
     assert overloads, "the limit never went past the server's 3"
-    assert summary["retries_by_reason"]["429"] == len(overloads)  # each one logged
-    block = summary["concurrency"]
-    assert block["min_limit"] == min(e.limit for e in events) == 2  # starts at the minimum
-    assert block["max_limit"] == max(e.limit for e in events) > 3
-    assert block["decreases"] >= 1 and block["pauses"] == len(overloads)
+    assert summary.retries_by_reason["429"] == len(overloads)  # each one logged
+    block = summary.concurrency
+    assert block.min_limit == min(e.limit for e in events) == 2  # starts at the minimum
+    assert block.max_limit == max(e.limit for e in events) > 3
+    assert block.decreases >= 1 and block.pauses == len(overloads)
     assert events[-1].event == "end"
     assert (tmp_path / "concurrency.png").exists()
     assert 'alt="adaptive concurrency limit' in (tmp_path / "report.html").read_text()
@@ -115,7 +115,7 @@ def test_auto_backs_off_logs_its_limit_and_reports_its_range(server, tmp_path):
 
 def test_a_fixed_limit_writes_no_side_file(server, reference, tmp_path):
     summary = run(config(server.base_url, concurrency=3), tmp_path)
-    assert summary["concurrency"] is None and not (tmp_path / LIMIT_LOG).exists()
+    assert summary.concurrency is None and not (tmp_path / LIMIT_LOG).exists()
 
 
 def test_shards_left_by_a_killed_session_are_merged_once(tmp_path):
