@@ -9,10 +9,10 @@ not one lost packet:
   adds one slot (the limit doubles per round of replies, as TCP's slow start). An overload
   (429 or 503) of a request admitted as the n-th in flight marks n as too many: the limit is
   multiplied by ``decrease`` (once per overload episode: replies to requests admitted before
-  the decrease do not decrease it again) and ``n - 1``, the most that was ever accepted
-  together, becomes the known-good level. Below it the limit climbs back one slot per
-  success; above it, one slot per ``probe_interval`` (at least ten times the last pause), so
-  the pauses that probing provokes stay a small share of the run.
+  the decrease do not decrease it again) and ``n - 1`` bounds the known-good level (every
+  overload lowers it further; a success above it raises it). Below it the limit climbs
+  back one slot per success; above it, one slot per ``probe_interval`` (at least ten times
+  the last pause), so the pauses that probing provokes stay a small share of the run.
 * **A ``Retry-After`` pauses the endpoint.** No new request starts until it has passed;
   the requests already in flight finish (a server that rate-limits one request will
   rate-limit the next).
@@ -222,13 +222,12 @@ class AdaptiveLimit:
             self.paused_until = max(self.paused_until, self.clock() + pause)
             self.probe_interval = max(self.base_probe_interval, 10 * pause)
             self._log("pause", pause=pause)
-        if slot.epoch != self.epoch:
-            return  # admitted before the last decrease: that overload is already answered
-        self.epoch += 1
-        ceiling = slot.admitted - 1
+        ceiling = max(slot.admitted - 1, self.minimum)  # every overload bounds the good level
         self.known_good = ceiling if self.known_good is None else min(self.known_good, ceiling)
-        self.known_good = max(self.known_good, self.minimum)
         self.last_probe = self.clock()
+        if slot.epoch != self.epoch:
+            return  # admitted before the last decrease: the limit is already cut for it
+        self.epoch += 1
         self._set(math.floor(self.value * self.decrease), "decrease")
 
     @asynccontextmanager
