@@ -7,12 +7,14 @@ not one lost packet:
 
 * **Search, then hold.** Until the first overload every success while the limit is in use
   adds one slot (the limit doubles per round of replies, as TCP's slow start). An overload
-  (429 or 503) of a request admitted as the n-th in flight marks n as too many: the limit is
+  (429 or 503) of a request admitted as the n-th in flight marks n as too many: ``n - 1``
+  bounds the known-good level (every overload lowers it further), and the limit is
   multiplied by ``decrease`` (once per overload episode: replies to requests admitted before
-  the decrease do not decrease it again) and ``n - 1`` bounds the known-good level (every
-  overload lowers it further; a success above it raises it). Below it the limit climbs
-  back one slot per success; above it, one slot per ``probe_interval`` (at least ten times
-  the last pause), so the pauses that probing provokes stay a small share of the run.
+  the decrease do not decrease it again) and never left above the known-good level. Below
+  it the limit climbs back one slot per success; above it, one slot per ``probe_interval``
+  (at least ten times the last pause), so the pauses that probing provokes stay a small
+  share of the run. Nothing grows while the endpoint is paused: replies that arrive then
+  were sent before the overload and say nothing about the endpoint's room.
 * **A ``Retry-After`` pauses the endpoint.** No new request starts until it has passed;
   the requests already in flight finish (a server that rate-limits one request will
   rate-limit the next).
@@ -203,16 +205,16 @@ class AdaptiveLimit:
         self._admit_waiters()
 
     def _on_success(self, slot: Slot, busy: int) -> None:
-        if self.known_good is not None and slot.admitted > self.known_good:
-            self.known_good = slot.admitted  # a probe went through
-        if busy < self.value / 2:
-            return  # the limit is not what holds requests back: do not inflate it
+        now = self.clock()
+        if busy < self.value / 2 or now < self.paused_until:
+            return  # the limit is not what holds requests back, or the endpoint is paused
         if self.known_good is None or self.value + 1 <= self.known_good:
             self._set(self.value + 1, "increase")
         elif self.value < self.known_good:
             self._set(float(self.known_good), "increase")
-        elif self.clock() - self.last_probe >= self.probe_interval:
-            self.last_probe = self.clock()
+        elif now - self.last_probe >= self.probe_interval:
+            self.last_probe = now
+            self.known_good = self.limit + 1  # until an overload says otherwise
             self._set(self.value + 1, "increase")
 
     def _on_overload(self, slot: Slot) -> None:
@@ -225,10 +227,11 @@ class AdaptiveLimit:
         ceiling = max(slot.admitted - 1, self.minimum)  # every overload bounds the good level
         self.known_good = ceiling if self.known_good is None else min(self.known_good, ceiling)
         self.last_probe = self.clock()
-        if slot.epoch != self.epoch:
-            return  # admitted before the last decrease: the limit is already cut for it
-        self.epoch += 1
-        self._set(math.floor(self.value * self.decrease), "decrease")
+        target = self.value
+        if slot.epoch == self.epoch:  # the first reply of this overload episode
+            self.epoch += 1
+            target = math.floor(self.value * self.decrease)
+        self._set(min(target, float(self.known_good)), "decrease")
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:

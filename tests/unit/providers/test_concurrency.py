@@ -81,6 +81,24 @@ async def test_overload_halves_once_per_episode_then_returns_to_the_last_good_le
         await close(*pair, "other")
 
 
+async def test_a_deep_overshoot_is_cut_to_the_known_good_level_and_frozen_while_paused():
+    clock = Clock()
+    limit = AdaptiveLimit(1, 100, decrease=0.5, clock=clock)
+    limit.value = 40.0
+    opened = await open_slots(limit, 17)
+    await close(*opened[16], "overload", 429, 1.0)  # the 17th was too many
+    assert limit.limit == 16  # not 40 * 0.5 = 20, still over what the endpoint took
+    for pair in opened[:16]:
+        await close(*pair, "ok")  # sent before the overload, answered during the pause
+    assert limit.limit == 16 and limit.known_good == 16
+    clock.now = 100.0  # long after the pause, past the probe interval
+    opened = await open_slots(limit, 16)
+    await close(*opened[0], "ok")
+    assert limit.limit == 17  # a probe, one slot
+    for pair in opened[1:]:
+        await close(*pair, "other")
+
+
 async def test_a_retry_after_pauses_every_new_request_until_it_has_passed():
     clock = Clock()
     limit = AdaptiveLimit(4, 8, clock=clock)
