@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from providers.base import Sampling
 from tasks.prompts import Mode
@@ -145,7 +152,7 @@ class HistoryConfig(StrictModel):
 class RunSettings(StrictModel):
     """How to run: concurrency and seeds."""
 
-    concurrency: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = 8
+    concurrency: int | Literal["auto"] = 8
     """Episodes in flight at once (each has at most one request outstanding), or ``auto``:
     up to ``concurrency_max`` episodes, with requests to the endpoint limited by an adaptive
     (AIMD) controller between ``concurrency_min`` and ``concurrency_max``."""
@@ -162,6 +169,17 @@ class RunSettings(StrictModel):
     """Show a progress line when attached to a terminal."""
     votes: int = Field(1, ge=1)
     """Samples per turn; with more than one, the majority answer goes into the history."""
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _check_concurrency(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            raise ValueError(
+                f"run.concurrency: must be a number from 1 to 100000, or auto (got {value!r})"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_limits(self) -> RunSettings:

@@ -12,7 +12,7 @@ not one lost packet:
   multiplied by ``decrease`` (once per overload episode: replies to requests admitted before
   the decrease do not decrease it again) and never left above the known-good level. Below
   it the limit climbs back one slot per success; above it, one slot per ``probe_interval``
-  (at least ten times the last pause), so the pauses that probing provokes stay a small
+  (at least twenty times the last pause), so the pauses that probing provokes stay a small
   share of the run. Nothing grows while the endpoint is paused: replies that arrive then
   were sent before the overload and say nothing about the endpoint's room.
 * **A ``Retry-After`` pauses the endpoint.** No new request starts until it has passed;
@@ -222,7 +222,7 @@ class AdaptiveLimit:
         self._log("overload", status=slot.status)
         if pause:
             self.paused_until = max(self.paused_until, self.clock() + pause)
-            self.probe_interval = max(self.base_probe_interval, 10 * pause)
+            self.probe_interval = max(self.base_probe_interval, 20 * pause)
             self._log("pause", pause=pause)
         ceiling = max(slot.admitted - 1, self.minimum)  # every overload bounds the good level
         self.known_good = ceiling if self.known_good is None else min(self.known_good, ceiling)
