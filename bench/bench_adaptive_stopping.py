@@ -6,10 +6,12 @@ the same 400 episodes twice: once to full length, once with ``stop.after_failure
 accuracy is surely below s). Prints tokens of both, their ratio and both horizon estimates.
 
     python bench/bench_adaptive_stopping.py
+    python bench/bench_adaptive_stopping.py --p 0.95   # only the cases at this p
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import io
@@ -42,12 +44,16 @@ async def measure(p: float, turns: int, adaptive: bool, out: Path) -> tuple[int,
 
 
 async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--p", type=float, default=None, help="run only the cases at this p")
+    args = parser.parse_args()
+    cases = [case for case in CASES if args.p is None or case[0] == args.p]
     print(
         f"{'p':>5} {'turns':>6} {'true H':>7} {'H full':>7} {'H adapt':>8} "
         f"{'tokens full':>12} {'tokens adapt':>13} {'ratio':>6}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        for p, turns in CASES:
+        for p, turns in cases:
             full_tokens, full_h = await measure(p, turns, False, Path(tmp) / f"f{p}{turns}")
             adapt_tokens, adapt_h = await measure(p, turns, True, Path(tmp) / f"a{p}{turns}")
             true_h = math.log(0.5) / math.log(p)

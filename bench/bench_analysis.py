@@ -9,9 +9,12 @@ answer), with some replies without an answer tag and some retried requests.
 Phases are timed side by side: the old path (every line validated into a ``TurnRecord``, then
 Python loops over records) on a tenth of the episodes, scaled x10, and the columnar path at both
 sizes (fastest of ``--repeat`` runs: other processes share the cores). The horizon phase is the
-same code on both paths (``metrics.horizon``: the bootstrap is one weights @ matrix product per
-metric, never a (resamples, episodes, turns) array), so the old path is charged the full-size
-time for it.
+same code on both paths (``metrics.horizon`` and the survival blocks: Kaplan-Meier curves,
+horizons at three thresholds, hazard and its trend test, error dynamics; the bootstrap is a
+few weights @ matrix products, never a (resamples, episodes, turns) array), so the old path is
+charged the full-size time for it. The same phase is also timed with the estimator the
+summary used before Kaplan-Meier (plain per-turn means of task correctness, one horizon),
+side by side, for the before/after ratio.
 
     python bench/bench_analysis.py
     python bench/bench_analysis.py --episodes 300   # smaller full size
@@ -31,7 +34,15 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.metrics import horizon, score_matrices
+from harness.analysis.statistics import (
+    column_percentiles,
+    crossing_points,
+    episode_weights,
+    percentile_interval,
+    weighted_column_means,
+)
 from harness.analysis.summary import summarize
+from harness.analysis.survival_summary import survival_blocks
 from harness.cli import compose_config
 from harness.economics.costs import economics
 from harness.pipeline import make_task_set
@@ -102,6 +113,21 @@ def write_run(run_dir: Path, episodes: int) -> None:
             out.write("".join(lines))
 
 
+def survival_analysis(scores) -> None:
+    """What a summary computes from the score matrices: horizon, curves, survival blocks."""
+    estimate, _ = horizon(scores, 0.5, resamples=RESAMPLES, rng=np.random.default_rng(0))
+    survival_blocks(scores, estimate)
+
+
+def plain_mean_horizon(scores) -> None:
+    """The estimator before Kaplan-Meier: per-turn means of task correctness, one horizon."""
+    weights = episode_weights(np.random.default_rng(0), scores.task_correct.shape[0], RESAMPLES)
+    for matrix in (scores.index_correct, scores.turn_correct, scores.task_correct):
+        boot = weighted_column_means(matrix, weights)
+        column_percentiles(boot, [2.5, 97.5])
+    percentile_interval(crossing_points(boot, scores.lengths, 0.5)[0])
+
+
 def old_counts(records: list[TurnRecord]) -> None:
     """What the old summary computed with loops over records."""
     latest = latest_records(records)
@@ -141,8 +167,7 @@ def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
         "latest + scores",
         lambda: oracles.score_matrices(records, episodes=episodes, turns=TURNS, k=1),
     )
-    rng = np.random.default_rng(0)
-    timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
+    timed(phases, HORIZON, lambda: survival_analysis(scores))
     timed(phases, "counts", lambda: old_counts(records))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(records, summary.model_dump(), None, 0.5))
@@ -157,12 +182,17 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
         "latest + scores",
         lambda: score_matrices(table.latest(), episodes=episodes, turns=TURNS, k=1),
     )
-    rng = np.random.default_rng(0)
-    timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
+    timed(phases, HORIZON, lambda: survival_analysis(scores))
     timed(phases, "counts", lambda: new_counts(run_dir, table))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(table, summary.model_dump(), None, 0.5))
     return phases
+
+
+def _seconds(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def summarize_time(run_dir: Path) -> dict[str, float]:
@@ -193,6 +223,14 @@ def main() -> None:
         new_small = best_of(args.repeat, lambda: new_path(small, small_episodes))
         new_full = best_of(args.repeat, lambda: new_path(full, args.episodes))
         end_to_end = best_of(args.repeat, lambda: summarize_time(full))["summarize"]
+        scores = score_matrices(read_table(full).latest(), episodes=args.episodes, turns=TURNS, k=1)
+        estimators = best_of(
+            args.repeat,
+            lambda: {
+                "before": _seconds(lambda: plain_mean_horizon(scores)),
+                "after": _seconds(lambda: survival_analysis(scores)),
+            },
+        )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
@@ -218,6 +256,11 @@ def main() -> None:
     print(
         f"{'sum of phases':<22} {sum(old.values()):>17.2f}s {small_total:>13.3f}s "
         f"{new_total:>13.3f}s"
+    )
+    print(
+        f"horizon phase at full size: plain means (before) {estimators['before']:.3f} s, "
+        f"Kaplan-Meier + survival blocks (after) {estimators['after']:.3f} s, "
+        f"ratio after/before {estimators['after'] / estimators['before']:.2f}"
     )
     verdict = "met" if end_to_end < 5 else "MISSED"
     print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")

@@ -151,20 +151,22 @@ def app(cfg: DictConfig) -> None:
 
 
 LAUNCHER_PLUGINS = {
-    "joblib": "hydra_plugins.hydra_joblib_launcher",
-    "submitit_local": "hydra_plugins.hydra_submitit_launcher",
-    "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
-    "slurm": "hydra_plugins.hydra_submitit_launcher",
+    "joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
+    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "sweep"),
+    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "sweep"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "sweep"),
+    "ray": ("hydra_plugins.hydra_ray_launcher", "ray"),
 }
+"""Launcher choice -> (the plugin's module, the extra that installs it)."""
 
 
 def missing_launcher(argv: list[str]) -> str | None:
     """A one-line install hint when a requested Hydra launcher plugin is not installed."""
     for arg in argv:
         name = arg.partition("hydra/launcher=")[2]
-        module = LAUNCHER_PLUGINS.get(name)
+        module, extra = LAUNCHER_PLUGINS.get(name, (None, None))
         if module and importlib.util.find_spec(module) is None:
-            return f"hydra/launcher={name} needs the sweep extra: pip install -e '.[sweep]'"
+            return f"hydra/launcher={name} needs the {extra} extra: pip install -e '.[{extra}]'"
     return None
 
 

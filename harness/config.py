@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -244,8 +244,21 @@ class MetricsConfig(StrictModel):
     """Bootstrap resamples (of whole episodes) for the 95% intervals; 0 disables them."""
     seed: int = 0
     """Seed of the bootstrap's random generator."""
+    thresholds: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.5, 0.8, 0.9]
+    )
+    """Thresholds s whose horizons ``horizons`` in summary.json lists (``s`` stays the
+    headline)."""
     report_turns: list[int] = Field(default_factory=lambda: [1, 5, 10, 20, 50, 100])
     """1-based turns whose accuracies the printed table shows (those within the run)."""
+
+
+class ReportConfig(StrictModel):
+    """What the reports show beyond the run itself."""
+
+    baseline: str | None = None
+    """Run (its folder in the sweep) or model label the sweep report compares every run
+    against (default: the first run)."""
 
 
 class ExperimentConfig(StrictModel):
@@ -280,6 +293,8 @@ class RunConfig(StrictModel):
     """The metrics section."""
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
     """The experiment section."""
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    """The report section."""
 
     @model_validator(mode="after")
     def _check_target_turn(self) -> RunConfig:
@@ -310,9 +325,9 @@ class RunConfig(StrictModel):
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency and workers, the progress display, the cache, the budget and the metrics
-        section are left out: they change neither the requests nor the replies, so a run may
-        be resumed with other values (typically a raised budget).
+        Concurrency and workers, the progress display, the cache, the budget, the metrics and
+        report sections are left out: they change neither the requests nor the replies, so a
+        run may be resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -321,6 +336,7 @@ class RunConfig(StrictModel):
                 "cache": True,
                 "budget": True,
                 "estimate": True,
+                "report": True,
                 "run": {"concurrency", "concurrency_min", "concurrency_max", "workers", "progress"},
             },
         )

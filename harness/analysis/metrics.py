@@ -9,7 +9,9 @@ Definitions (turn t, over episodes):
   to; the record stores that base, so the rule is applied once, in the runner.
 * task accuracy: every turn up to t was index-correct. Once an episode fails it stays failed,
   so an episode that later stopped (context exhausted, provider error) still counts as a
-  failure at every later turn.
+  failure at every later turn. Over episodes it is the Kaplan-Meier estimate
+  (:mod:`harness.analysis.survival`): an episode that simply has no more records is censored
+  after its last scored turn, neither failed nor dropped.
 
 Scoring of non-answers: format errors and ``context_exceeded`` are wrong answers of that
 turn (running out of context is a result at long horizons). A ``provider_error`` is not scored
@@ -19,21 +21,20 @@ already failed, which no later turn can undo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from harness.analysis.statistics import (
     column_percentiles,
-    crossing_points,
     episode_weights,
     finite_or_none,
     independent_error_horizon,
     logistic_crossing,
     logistic_fit,
-    percentile_interval,
     weighted_column_means,
 )
+from harness.analysis.survival import UNRELIABLE_AT_RISK, SurvivalFit
 from harness.records.table import RecordTable
 
 
@@ -98,46 +99,63 @@ class Horizon:
     """None when no turn was scored at all (every request failed at the provider)."""
     turns: float | None
     censored: bool
+    """Task accuracy never fell below s while some episode was at risk: ``steps`` is the last
+    length observed, a lower bound."""
     ci95: tuple[float, float] | None
     logistic_steps: float | None
+    at_risk: int | None = None
+    """Episodes at risk where the horizon was read off (under 10: unreliable there)."""
+    fit: SurvivalFit | None = field(default=None, repr=False, compare=False)
+    """The Kaplan-Meier fit and its resamples, for the other survival statistics."""
+
+    @property
+    def reliable(self) -> bool:
+        """Enough episodes at risk at the crossing to trust it."""
+        return self.at_risk is not None and self.at_risk >= UNRELIABLE_AT_RISK
+
+
+def task_accuracy(scores: ScoreMatrices) -> np.ndarray:
+    """Kaplan-Meier task accuracy per turn (see :mod:`harness.analysis.survival`)."""
+    return SurvivalFit.of(scores.index_correct, None).curve
 
 
 def horizon(
-    scores: ScoreMatrices, s: float, *, resamples: int, rng: np.random.Generator
+    scores: ScoreMatrices,
+    s: float,
+    *,
+    resamples: int,
+    rng: np.random.Generator,
 ) -> tuple[Horizon, dict[str, list[list[float]] | None]]:
     """Estimate H_s and bootstrap intervals for it and for every per-turn curve.
 
+    Task accuracy is the Kaplan-Meier curve over episodes, so episodes that stopped early
+    (provider outage, budget, interrupt) count as censored, not as failed or as missing.
     Returns the horizon and, per metric name, the per-turn [lo, hi] intervals (None when
     bootstrapping is off).
     """
     lengths = scores.lengths
-    task_curve = column_means(scores.task_correct)
     curve_ci: dict[str, list[list[float]] | None] = {
         "index_accuracy": None,
         "turn_accuracy": None,
         "task_accuracy": None,
     }
-    if np.isnan(task_curve).all():
+    episodes = scores.index_correct.shape[0]
+    weights = None
+    if resamples > 0 and episodes > 1:
+        weights = episode_weights(rng, episodes, resamples)
+    fit = SurvivalFit.of(scores.index_correct, weights)
+    estimate = fit.horizon(lengths, s)
+    if estimate.steps is None:
         # Nothing scored: a crossing would be read off the length-0 point alone and claim
         # that task accuracy never fell below s.
         empty = Horizon(s=s, steps=None, turns=None, censored=False, ci95=None, logistic_steps=None)
         return empty, curve_ci
-    crossing, censored = crossing_points(task_curve[None, :], lengths, s)
-    steps = float(crossing[0])
-
-    ci95 = None
-    episodes = scores.task_correct.shape[0]
-    if resamples > 0 and episodes > 1:
-        weights = episode_weights(rng, episodes, resamples)
-        for name, matrix in (
-            ("index_accuracy", scores.index_correct),
-            ("turn_accuracy", scores.turn_correct),
-            ("task_accuracy", scores.task_correct),
+    if weights is not None:
+        for name, boot in (
+            ("index_accuracy", weighted_column_means(scores.index_correct, weights)),
+            ("turn_accuracy", weighted_column_means(scores.turn_correct, weights)),
+            ("task_accuracy", fit.boot_curves),
         ):
-            boot = weighted_column_means(matrix, weights)
-            if name == "task_accuracy":
-                boot_crossing, _ = crossing_points(boot, lengths, s)
-                ci95 = percentile_interval(boot_crossing)
             lo, hi = column_percentiles(boot, [2.5, 97.5])
             curve_ci[name] = [
                 [finite_or_none(a), finite_or_none(b)] for a, b in zip(lo, hi, strict=True)
@@ -146,11 +164,13 @@ def horizon(
     return (
         Horizon(
             s=s,
-            steps=steps,
-            turns=steps / scores.k,
-            censored=bool(censored[0]),
-            ci95=ci95,
+            steps=estimate.steps,
+            turns=estimate.steps / scores.k,
+            censored=estimate.censored,
+            ci95=estimate.ci95,
             logistic_steps=logistic_horizon(scores.task_correct, lengths, s),
+            at_risk=estimate.at_risk,
+            fit=fit,
         ),
         curve_ci,
     )

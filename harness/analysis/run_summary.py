@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.analysis.concurrency import LimitSummary
 from harness.analysis.format_drift import FormatDrift
+from harness.analysis.survival_summary import (
+    ErrorDynamics,
+    Hazard,
+    HazardTrend,
+    HorizonRatio,
+    ThresholdHorizon,
+)
 from harness.config import HistoryConfig, PriceConfig
 from harness.files import atomic_write_text
 from harness.records.schema import TokenTally
@@ -44,7 +51,12 @@ class HorizonSummary(_Part):
     logistic_steps: float | None
     """Where a logistic fit of success on log2(length) crosses ``s`` (METR's estimate)."""
     censored: bool
-    """True when task accuracy never fell below ``s``: ``steps`` is then a lower bound."""
+    """True when task accuracy never fell below ``s`` while episodes were at risk: ``steps``
+    is then the last length observed, a lower bound."""
+    at_risk: int | None = None
+    """Episodes at risk where the horizon was read off (Kaplan-Meier)."""
+    reliable: bool | None = None
+    """At least 10 episodes at risk there; False: the estimate is unreliable."""
 
 
 class Prop1Summary(_Part):
@@ -178,6 +190,19 @@ class RunSummary(_Part):
     """H_s; None under a rewritten history, where it does not measure execution."""
     prop1: Prop1Summary | None
     """Proposition 1's prediction beside the observed horizon."""
+    # Survival analysis (harness.analysis.survival_summary); None under rewritten histories.
+    at_risk: list[int] | None = None
+    """Per turn: episodes at risk (right at every earlier scored turn, scored at this one)."""
+    horizons: list[ThresholdHorizon] = Field(default_factory=list)
+    """H_s at each of ``metrics.thresholds``."""
+    horizon_ratio: HorizonRatio | None = None
+    """H_0.8 / H_0.5 against a constant hazard's 0.32."""
+    hazard: Hazard | None = None
+    """Per-step hazard of first failure."""
+    hazard_trend: HazardTrend | None = None
+    """Is the hazard rising with length (a test of Proposition 1)."""
+    error_dynamics: ErrorDynamics | None = None
+    """Length and history effects on turn errors."""
     format_errors: int
     """Scored turns whose reply held no usable integer."""
     format_errors_by_kind: dict[str, int]

@@ -67,13 +67,16 @@ def crossing_points(
 
     ``curves`` has shape (n, T): accuracy at ``lengths`` (increasing, > 0). Length 0 counts as
     accuracy 1. Returns (crossing lengths, censored flags); a censored curve never fell below
-    ``s`` and gets the last length as a lower bound. NaN points (nothing scored) are carried
+    ``s`` and gets the last length it has a value at as a lower bound (a Kaplan-Meier curve is
+    NaN beyond the last turn with an episode at risk: nothing is known there, so the run's
+    configured length would claim too much). NaN points between known ones are carried
     forward from the previous point.
     """
     curves = np.atleast_2d(np.asarray(curves, dtype=np.float64))
     full = np.concatenate([np.ones((curves.shape[0], 1)), curves], axis=1)
     # carry the last known value over unscored points
     mask = np.isnan(full)
+    last_known = full.shape[1] - 1 - np.argmax(~mask[:, ::-1], axis=1)
     if mask.any():
         index = np.where(~mask, np.arange(full.shape[1]), 0)
         np.maximum.accumulate(index, axis=1, out=index)
@@ -88,7 +91,7 @@ def crossing_points(
     l0, l1 = all_lengths[first - 1], all_lengths[first]
     with np.errstate(invalid="ignore", divide="ignore"):
         fraction = np.where(a0 > a1, (a0 - s) / (a0 - a1), 0.0)
-    crossing = np.where(censored, all_lengths[-1], l0 + fraction * (l1 - l0))
+    crossing = np.where(censored, all_lengths[last_known], l0 + fraction * (l1 - l0))
     return crossing, censored
 
 
@@ -148,6 +151,92 @@ def independent_error_horizon(p: float, s: float) -> float | None:
     if not 0.0 < p < 1.0:
         return None
     return math.log(s) / math.log(p)
+
+
+def logistic_irls(
+    design: np.ndarray,
+    events: np.ndarray,
+    trials: np.ndarray,
+    iterations: int = 50,
+    start: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Binomial logistic regression by iteratively reweighted least squares (Newton).
+
+    ``design`` is (rows, parameters), ``events`` of ``trials`` per row (trials may be frequency
+    weights of 0/1 rows). Returns the coefficients and the observed information matrix (its
+    inverse is the model-based covariance), or None when the fit does not converge to finite
+    values (separation). Written here rather than taken from statsmodels: the fits needed are
+    two- and three-parameter models that run inside every summary, where a 20 ms import and
+    per-call model objects would cost more than the whole fit; the tests check it against a
+    closed form and a brute-force optimum. ``start`` (e.g. the fit of a subsample) saves
+    iterations over many rows.
+    """
+    keep = trials > 0
+    x, y, n = design, events, trials
+    if not keep.all():  # a copy of a million rows costs as much as an iteration
+        x, y, n = design[keep], events[keep], trials[keep]
+    if x.shape[0] < x.shape[1]:
+        return None
+    beta = np.zeros(x.shape[1])
+    # Start at the pooled rate: one Newton step from there is usually most of the way.
+    pooled = y.sum() / n.sum()
+    if not 0.0 < pooled < 1.0:
+        return None
+    beta[0] = math.log(pooled / (1.0 - pooled)) if np.all(x[:, 0] == 1.0) else 0.0
+    if start is not None:
+        beta = np.asarray(start, dtype=np.float64).copy()
+    for _ in range(iterations):
+        mu = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        gradient = x.T @ (y - n * mu)
+        information = x.T @ (x * (n * mu * (1.0 - mu))[:, None])
+        try:
+            step = np.linalg.solve(information, gradient)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(step)):
+            return None
+        if np.max(np.abs(step)) < 1e-9:
+            # Newton converges quadratically: the remaining error is far below this step, and
+            # the information at beta differs from the one just computed by as little.
+            return beta + step, information
+        beta = beta + step
+    return None
+
+
+def binomial_log_likelihood(events: np.ndarray, trials: np.ndarray, mu: np.ndarray) -> float:
+    """Log likelihood of ``events`` of ``trials`` at probabilities ``mu`` (no binomial terms).
+
+    The binomial coefficients cancel in a likelihood ratio, so they are left out.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(events > 0, events * np.log(mu), 0.0) + np.where(
+            trials - events > 0, (trials - events) * np.log1p(-mu), 0.0
+        )
+    return float(terms.sum())
+
+
+def chi2_1_sf(statistic: float) -> float:
+    """P(X > statistic) for a chi-square variable with one degree of freedom (closed form)."""
+    return math.erfc(math.sqrt(max(statistic, 0.0) / 2.0))
+
+
+def normal_two_sided_p(z: float) -> float:
+    """Two-sided p-value of a standard normal statistic."""
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def bootstrap_p_value(samples: np.ndarray, null: float = 0.0) -> float | None:
+    """Two-sided bootstrap p-value of "the statistic equals ``null``" (percentile method).
+
+    Twice the smaller share of resamples on either side of ``null``, at least one resample's
+    worth (a p-value of 0 would claim more than the resamples can show), at most 1.
+    """
+    finite = samples[np.isfinite(samples)]
+    if finite.size == 0:
+        return None
+    below = np.mean(finite <= null)
+    above = np.mean(finite >= null)
+    return float(min(1.0, max(2.0 * min(below, above), 1.0 / finite.size)))
 
 
 def finite_or_none(value: float) -> float | None:

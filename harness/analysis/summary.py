@@ -23,6 +23,7 @@ from harness.analysis.run_summary import (
     RunSummary,
 )
 from harness.analysis.statistics import finite_or_none
+from harness.analysis.survival_summary import DEFAULT_THRESHOLDS, survival_blocks
 from harness.config import HistoryConfig, ModelConfig, PriceConfig
 from harness.economics.costs import economics, load_price_table, resolve_price
 from harness.records.manifest import Manifest, read_manifest
@@ -79,7 +80,7 @@ def summarize(
     # Under a rewritten history the model never builds on its own answers, so task accuracy
     # and the horizon do not measure execution; turn accuracy is the quantity of interest.
     own_history = history.source == "own"
-    task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
+    task_curve = _curve(estimate.fit.curve) if own_history and estimate.fit else [None] * turns
 
     statuses = latest.status_counts()
     scored = int((~np.isnan(scores.index_correct)).sum())
@@ -126,6 +127,8 @@ def summarize(
             ci95=list(estimate.ci95) if estimate.ci95 else None,
             logistic_steps=estimate.logistic_steps,
             censored=estimate.censored,
+            at_risk=estimate.at_risk,
+            reliable=estimate.reliable if estimate.steps is not None else None,
         ),
         prop1=Prop1Summary.model_validate(p1) if own_history else None,
         format_errors=sum(statuses[name] for name in FORMAT_ERRORS),
@@ -145,6 +148,12 @@ def summarize(
         cache=last.cache if last else None,
         elapsed_s=round(sum(x.elapsed_s for x in sessions), 3) if sessions else None,
         concurrency=limit_summary(run_dir),
+        # Kaplan-Meier based parts; see harness.analysis.survival_summary
+        **(
+            survival_blocks(scores, estimate, metrics_config.get("thresholds", DEFAULT_THRESHOLDS))
+            if own_history
+            else {}
+        ),
     )
     summary.economics = Economics.model_validate(
         economics(table, summary.model_dump(mode="json"), run_price(manifest), s)

@@ -330,6 +330,10 @@ def write_run_figures(run_dir: Path, summary: RunSummary) -> list[Path]:
     figures = [(TURN_FIGURE, turn_accuracy_figure)]
     if summary.horizon is not None:  # no task accuracy under a rewritten history
         figures.append((TASK_FIGURE, task_accuracy_figure))
+    if summary.hazard is not None:
+        from harness.report.survival_section import HAZARD_FIGURE, hazard_figure
+
+        figures.append((HAZARD_FIGURE, hazard_figure))
     for name, build in figures:
         path = run_dir / name
         build(summary).savefig(path, format="png")

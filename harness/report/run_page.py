@@ -33,6 +33,7 @@ from harness.report.run_figures import (
     TURN_FIGURE,
     write_run_figures,
 )
+from harness.report.survival_section import HAZARD_FIGURE, survival_section
 from harness.report.text import fmt, horizon_text, interval_text
 
 REPORT_FILE = "report.html"
@@ -324,6 +325,10 @@ def render_report(summary: RunSummary, manifest: Manifest, run_dir: Path) -> str
         f"({esc(summary.bootstrap.resamples)} resamples).</p>",
         "<h2>Figures</h2>",
         figures,
+        survival_section(
+            summary,
+            data_uri(run_dir / HAZARD_FIGURE) if (run_dir / HAZARD_FIGURE).exists() else None,
+        ),
         _failures_section(read_records(run_dir), summary.episodes),
         "<h2>Counts</h2>",
         frame_table(counts_table(summary)),

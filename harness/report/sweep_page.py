@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
+from harness.analysis.compare import COMPARISON_FILE, comparison_rows, sweep_comparison
 from harness.analysis.format_drift import drift_by_rate, drift_by_rate_title
 from harness.analysis.run_summary import read_summary
 from harness.economics.costs import pareto_frontier
-from harness.files import atomic_write_text
+from harness.files import atomic_write_json, atomic_write_text
+from harness.records.manifest import read_manifest
 from harness.report.html import STYLE, data_uri, esc, frame_table
+from harness.report.survival_section import self_conditioning_table
 from harness.report.sweep_figures import sweep_figures
 
 REPORT_DIR = "report"
@@ -42,6 +47,18 @@ SHOWN_COLUMNS = [
 PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
 
 
+def _comparison(root: Path, table: pd.DataFrame, out_dir: Path) -> tuple[str, pd.DataFrame] | None:
+    """Horizons against the baseline (``report.baseline``, else the first run), as lhe-compare."""
+    config = read_manifest(root / table["run"][0]).config
+    found = sweep_comparison(root, list(table["run"]), (config.get("report") or {}).get("baseline"))
+    if found is None:
+        return None
+    result, skipped = found
+    atomic_write_json(out_dir / COMPARISON_FILE, {**result, "left_out": skipped})
+    title = f"Horizon against the baseline ({result['pairing']})"
+    return title, pd.DataFrame(comparison_rows(result))
+
+
 def write_sweep_report(root: Path) -> list[Path]:
     """Aggregate every run under ``root`` into ``root/report/``; returns the files written."""
     table = collect(root)
@@ -66,7 +83,16 @@ def write_sweep_report(root: Path) -> list[Path]:
         extra_tables.append(
             ("Pareto frontier: longest horizon for the money", frontier[PARETO_COLUMNS])
         )
+    comparison = _comparison(root, table, out_dir)
+    if comparison is not None:
+        paths.append(out_dir / COMPARISON_FILE)
+        extra_tables.append(comparison)
     summaries = {run: read_summary(root / run) for run in table["run"]}
+    history_effects = self_conditioning_table(table, summaries)
+    if history_effects is not None:
+        extra_tables.append(
+            ("Self-conditioning: history effect injected vs observed (log-odds)", history_effects)
+        )
     figures = sweep_figures(table, summaries, out_dir)
     paths += figures
     page = out_dir / PAGE

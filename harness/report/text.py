@@ -37,7 +37,10 @@ def horizon_phrase(
 ) -> str:
     """An observed horizon's value; a censored one reads as the lower bound it is."""
     if censored:
-        return f">= {steps:.0f} steps (censored: task accuracy never fell below {s:g})"
+        return (
+            f">= {steps:g} steps (censored: task accuracy never fell below {s:g} "
+            "while episodes were at risk)"
+        )
     text = f"{steps:.1f} steps"
     if turns is not None:
         text += f" = {turns:.1f} turns"
@@ -61,8 +64,9 @@ def horizon_text(summary: RunSummary) -> str:
 
 def _horizon_lines(summary: RunSummary, h: HorizonSummary) -> list[str]:
     p1 = summary.prop1
+    unreliable = f"  UNRELIABLE: {h.at_risk} episodes at risk there" if h.reliable is False else ""
     return [
-        f"horizon    H_{h.s:g} = {horizon_text(summary)}",
+        f"horizon    H_{h.s:g} = {horizon_text(summary)}{unreliable}",
         f"logistic   H_{h.s:g} = {fmt(h.logistic_steps, 1)} steps",
         f"prop. 1    p_hat = {fmt(p1.p_hat if p1 else None, 4)} -> predicted "
         f"H = {fmt(p1.predicted_steps if p1 else None, 1)} steps",

@@ -11,7 +11,9 @@ Used by ``stop.when_decided`` (best with ``stop.after_failure``), in two steps:
 
 Only a *prefix* of episodes (by index) whose episodes have all finished is used: the first
 episodes to finish are the ones that failed early, and deciding on them would bias the
-estimate towards short horizons.
+estimate towards short horizons. Task accuracy is the same Kaplan-Meier estimate the summary
+reports (:mod:`harness.analysis.survival`), so an episode cut by an earlier length cap counts
+as censored there, not as failed.
 """
 
 from __future__ import annotations
@@ -20,21 +22,14 @@ import warnings
 
 import numpy as np
 
-from harness.analysis.metrics import column_means, task_correctness
-from harness.analysis.statistics import (
-    crossing_points,
-    episode_weights,
-    percentile_interval,
-    weighted_column_means,
-)
+from harness.analysis.statistics import crossing_points, episode_weights, percentile_interval
+from harness.analysis.survival import SurvivalFit
 
 
-def _bootstrap_task_curves(
-    index_correct: np.ndarray, rng: np.random.Generator, resamples: int
-) -> tuple[np.ndarray, np.ndarray]:
-    task = task_correctness(index_correct)
+def _fit(index_correct: np.ndarray, rng: np.random.Generator, resamples: int) -> SurvivalFit:
+    """The Kaplan-Meier fit the summary uses, so the decision and the result agree."""
     weights = episode_weights(rng, index_correct.shape[0], resamples)
-    return task, weighted_column_means(task, weights)
+    return SurvivalFit.of(index_correct, weights)
 
 
 def decided_length(
@@ -43,10 +38,10 @@ def decided_length(
     """Turns after which task accuracy is below ``s`` with 95% confidence (None: not yet)."""
     if index_correct.shape[0] < 2:
         return None
-    _, boot = _bootstrap_task_curves(index_correct, rng, resamples)
+    fit = _fit(index_correct, rng, resamples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # lengths no episode reached
-        upper = np.nanpercentile(boot, 97.5, axis=0)
+        upper = np.nanpercentile(fit.boot_curves, 97.5, axis=0)
     below = np.flatnonzero(upper < s)
     return int(below[0]) + 1 if below.size else None
 
@@ -64,10 +59,10 @@ def horizon_decided(
     episodes, turns = index_correct.shape
     if episodes < 2:
         return False
-    task, boot = _bootstrap_task_curves(index_correct, rng, resamples)
+    fit = _fit(index_correct, rng, resamples)
     lengths = np.arange(1, turns + 1, dtype=np.float64) * k
-    point, censored = crossing_points(column_means(task)[None, :], lengths, s)
-    interval = percentile_interval(crossing_points(boot, lengths, s)[0])
+    point, censored = crossing_points(fit.curve[None, :], lengths, s)
+    interval = percentile_interval(crossing_points(fit.boot_curves, lengths, s)[0])
     if censored[0] or interval is None or point[0] <= 0:
         return False
     return (interval[1] - interval[0]) / 2.0 <= precision * point[0]

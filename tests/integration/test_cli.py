@@ -208,6 +208,7 @@ def test_missing_launcher_plugin_gives_an_install_hint(monkeypatch):
 
     monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None)
     assert "pip install -e '.[sweep]'" in cli.missing_launcher(["-m", "hydra/launcher=joblib"])
+    assert "pip install -e '.[ray]'" in cli.missing_launcher(["-m", "hydra/launcher=ray"])
     assert cli.missing_launcher(["model=simulated"]) is None
 
 

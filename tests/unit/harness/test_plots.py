@@ -25,6 +25,7 @@ from harness.report.run_figures import (
     turn_accuracy_figure,
     write_run_figures,
 )
+from harness.report.survival_section import HAZARD_FIGURE
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
 
@@ -100,7 +101,7 @@ async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
     summary = await simulated_run(tmp_path, p=0.9)
     assert not summary.horizon.censored
     paths = write_run_figures(tmp_path, read_summary(tmp_path))
-    assert sorted(p.name for p in paths) == sorted([TURN_FIGURE, TASK_FIGURE])
+    assert sorted(p.name for p in paths) == sorted([TURN_FIGURE, TASK_FIGURE, HAZARD_FIGURE])
     for path in paths:
         assert path.parent == tmp_path
         assert_real_png(path)

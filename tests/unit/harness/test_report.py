@@ -92,7 +92,7 @@ def assert_self_contained(page):
     assert "<script" not in page
     assert "url(" not in page  # no CSS fetches either
     images = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(images) == 2
+    assert len(images) == 3  # turn and task accuracy, hazard
     assert all(src.startswith("data:image/png;base64,") for src in images)
 
 

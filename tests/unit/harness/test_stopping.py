@@ -178,3 +178,16 @@ def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
         for r in read_records(run.parent)
     )
     assert 100000 <= sum(spent) <= 100000 + 2 * largest
+
+
+def test_censored_episodes_do_not_pull_the_decided_length_before_the_crossing():
+    """Episodes cut early while still right (an earlier length cap, an interrupt) are censored
+    for the decision as for the summary: treating them as failed would decide too early."""
+    from harness.run.stopping import decided_length
+
+    rng = np.random.default_rng(0)
+    index = (rng.random((2000, 30)) < 0.9).astype(float)
+    index[rng.random(2000) < 0.7, 3:] = np.nan
+    decided = decided_length(index, s=0.5, rng=np.random.default_rng(1))
+    true_turns = np.log(0.5) / np.log(0.9)  # 6.6
+    assert decided is not None and true_turns < decided < 2 * true_turns
