@@ -1,43 +1,41 @@
-"""Scheduling efficiency against a server with heavy-tailed reply times.
+"""Scheduling efficiency against a fast server with heavy-tailed reply times.
 
-100 episodes x 30 turns through the real pipeline (``compose_config`` + ``execute``, model
-``openai_compatible``) against the fake server on 127.0.0.1, whose reply times are lognormal
-with a median of 100 ms and sigma = ln(10) / 2.326, so about 1% of replies take 1 s or more.
+200 episodes x 50 turns through the real pipeline (``compose_config`` + ``execute``, model
+``openai_compatible``) at ``run.concurrency=200`` against the fake server on 127.0.0.1,
+whose reply times are lognormal with a median of 40 ms and sigma 1.0 (a GPU server answering
+short dict-sum turns). At about 1,700 requests a second the client's own CPU is what can
+hold a run back, which is what ``run.workers`` is for.
 
-The server draws each reply time from a generator seeded by (seed, request body, attempt), so
-a reply's time is a function of the request. The bench recomputes it for every request (the
-body bytes httpx sends, the server's own draw) and from that the ideal wall times:
+The server draws each reply time from a generator seeded by (seed, request body, attempt),
+so a reply's time is a function of the request. The bench recomputes it for every request (the
+bytes the adapter sends, the server's own draw) and from that the ideal wall times:
 
 * per-episode scheduling (the harness): the longest episode's sum of reply times;
 * lock-step (the paper's code: every turn waits for all episodes): the sum over turns of
   the slowest reply of that turn.
 
-Efficiency = ideal / measured wall time of ``Runner.run`` (summary and report excluded). Each
-schedule gets a fresh server with the same options, so all of them send identical requests
-and wait identical reply times (checked: every request took at least its reply time).
+Efficiency = ideal / measured wall time of the runner (``Runner.run``, or with workers
+``ShardedRunner.run`` including the workers' start-up; summary and report excluded). Each
+row gets a fresh server with the same options, so all send identical requests and wait
+identical reply times (checked: every request took at least its reply time).
 
-Rows:
+Rows: the pipeline with ``run.workers`` = 1, 2 and 4 (requests per second per worker
+beside each); ``runner, no HTTP`` (an in-process provider that sleeps each request's reply
+time: the scheduling alone); with ``--lock-step`` also the paper's schedule.
 
-* ``pipeline, httpx``: the real pipeline, the number the target is about;
-* ``pipeline, httpx2``: the same with the adapter's ``httpx`` module swapped for httpx2 (a
-  fork whose connection pool does not scan every connection per request), if installed;
-* ``runner, no HTTP``: the runner with an in-process provider that sleeps each request's
-  reply time and returns the server's reply: the scheduling alone, without an HTTP client;
-* ``lock-step, httpx``: the paper's schedule with the same adapter.
-
-CPU columns are milliseconds per request of the harness process and of the server process;
-the machine has 2 cores, so when their sum exceeds ~2 x wall / requests the cores are the
-limit, not the schedule. Other processes on the machine share those cores (load shown).
+CPU columns are milliseconds per request of the harness (parent and workers) and of the
+server process; the machine has 2 cores, so when their sum exceeds ~2 x wall / requests the
+cores are the limit, not the schedule. Other processes share those cores (load shown).
 
     python bench/bench_concurrency.py
+    python bench/bench_concurrency.py --episodes 100 --turns 30 --median 0.1 --lock-step
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import io
 import math
 import os
@@ -48,8 +46,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 import providers.openai_compatible as adapter
 from harness.cli import compose_config
 from harness.config import RunConfig
@@ -58,6 +54,7 @@ from harness.records.schema import read_records
 from harness.run.conversation import Conversation
 from harness.run.history import HistoryPolicy
 from harness.run.runner import Runner, request_seed
+from harness.run.workers import ShardedRunner
 from providers.base import ChatResult, Message, Sampling
 from providers.registry import create_provider
 from tasks.parsing import parse_reply
@@ -65,15 +62,15 @@ from tasks.prompts import system_prompt
 from testing.fake_server import FakeServer, ServerOptions, running_fake_server
 from testing.scripted import ScriptedProvider
 
-EPISODES, TURNS, CONCURRENCY = 100, 30, 100
-MEDIAN = 0.1
-SIGMA = math.log(10) / 2.326
-"""P(reply >= 10 x median) = P(Z >= 2.326) = 1%."""
+EPISODES, TURNS, CONCURRENCY = 200, 50, 200
+MEDIAN = 0.04
+SIGMA = 1.0
+WORKERS = (1, 2, 4)
 
 Key = tuple[int, int]
 
 
-def compose(base_url: str) -> RunConfig:
+def compose(base_url: str, workers: int = 1) -> RunConfig:
     return compose_config(
         [
             "model=openai_compatible",
@@ -82,6 +79,7 @@ def compose(base_url: str) -> RunConfig:
             f"task.samples={EPISODES}",
             f"task.turns={TURNS}",
             f"run.concurrency={CONCURRENCY}",
+            f"run.workers={workers}",
             "run.progress=false",
             "metrics.bootstrap=0",
         ]
@@ -99,10 +97,10 @@ def reply_time(body: bytes) -> float:
 
 
 def wire_body(config: RunConfig, messages: list[Message], sampling: Sampling) -> bytes:
-    """The exact bytes the adapter's httpx client sends for one request."""
+    """The exact bytes the adapter sends for one request."""
     options = adapter.OpenAICompatibleConfig.model_validate(config.model.provider_options())
     body = adapter.build_request_body(options.name, messages, sampling, send_seed=options.send_seed)
-    return httpx.Request("POST", options.base_url, json=body).content
+    return adapter.encode_body(body)
 
 
 def process_cpu(pid: int) -> float:
@@ -118,47 +116,44 @@ class Outcome:
     wall: float = 0.0
     cpu: float = 0.0
     server_cpu: float | None = None
+    startup: float = 0.0
     replies: dict[Key, str] = field(default_factory=dict)
     latency: dict[Key, float] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
 def timed_runner(outcome: Outcome) -> Iterator[None]:
-    """Record wall and CPU time of ``Runner.run``: the scheduling, not summary and report."""
-    original = Runner.run
+    """Record wall and CPU time of the runner: the scheduling, not summary and report."""
+    originals = {cls: cls.run for cls in (Runner, ShardedRunner)}
 
-    async def run(self: Runner):  # type: ignore[no-untyped-def]
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            return await original(self)
-        finally:
-            outcome.wall = time.perf_counter() - wall
-            outcome.cpu = time.process_time() - cpu
+    def timed(cls):  # type: ignore[no-untyped-def]
+        async def run(self):  # type: ignore[no-untyped-def]
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return await originals[cls](self)
+            finally:
+                outcome.wall = time.perf_counter() - wall
+                outcome.cpu = time.process_time() - cpu + sum(getattr(self, "worker_cpu", []))
+                runs = getattr(self, "worker_run_s", [])
+                outcome.startup = outcome.wall - max(runs) if runs else 0.0
 
-    Runner.run = run  # type: ignore[method-assign]
+        return run
+
+    for cls in originals:
+        cls.run = timed(cls)  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Runner.run = original  # type: ignore[method-assign]
+        for cls, original in originals.items():
+            cls.run = original  # type: ignore[method-assign]
 
 
-@contextlib.contextmanager
-def http_module(name: str) -> Iterator[None]:
-    """Swap the adapter's ``httpx`` module (only for the what-if row)."""
-    original = adapter.httpx
-    adapter.httpx = importlib.import_module(name)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        adapter.httpx = original  # type: ignore[assignment]
-
-
-def run_pipeline(run_dir: Path, client: str = "httpx") -> Outcome:
+def run_pipeline(run_dir: Path, workers: int = 1) -> Outcome:
     outcome = Outcome()
     with running_fake_server(**server_options()) as server:
-        config = compose(server.base_url)
+        config = compose(server.base_url, workers)
         cpu = process_cpu(server.pid)
-        with timed_runner(outcome), http_module(client), contextlib.redirect_stdout(io.StringIO()):
+        with timed_runner(outcome), contextlib.redirect_stdout(io.StringIO()):
             summary = asyncio.run(execute(config, run_dir))
         outcome.server_cpu = process_cpu(server.pid) - cpu
     if summary.turns_scored != EPISODES * TURNS:
@@ -270,53 +265,74 @@ def overhead(name: str, outcome: Outcome, times: dict[Key, float]) -> str:
 
 
 def main() -> None:
+    global EPISODES, TURNS, CONCURRENCY, MEDIAN
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=EPISODES)
+    parser.add_argument("--turns", type=int, default=TURNS)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument("--median", type=float, default=MEDIAN, help="median reply, seconds")
+    parser.add_argument("--workers", type=int, nargs="+", default=list(WORKERS))
+    parser.add_argument("--lock-step", action="store_true", help="also the paper's schedule")
+    args = parser.parse_args()
+    EPISODES, TURNS, CONCURRENCY, MEDIAN = args.episodes, args.turns, args.concurrency, args.median
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        steps = run_lock_step()
-        ours = run_pipeline(work / "pipeline")
-        whatif = (
-            run_pipeline(work / "httpx2", "httpx2") if importlib.util.find_spec("httpx2") else None
-        )
+        ours = {n: run_pipeline(work / f"workers{n}", n) for n in args.workers}
+        first = ours[args.workers[0]]
+        steps = run_lock_step() if args.lock_step else None
         config = compose("http://127.0.0.1:1/v1")  # only for the task set and sampling
-        times = reply_times(config, steps.replies)
-        alone = asyncio.run(replay(config, work / "replay", times, steps.replies))
-    for name, outcome in (("pipeline", ours), ("replay", alone)):
-        if outcome.replies != steps.replies:
-            raise RuntimeError(f"{name} and lock-step sent different conversations")
+        times = reply_times(config, first.replies)
+        alone = asyncio.run(replay(config, work / "replay", times, first.replies))
+    for name, outcome in [*((f"workers={n}", o) for n, o in ours.items()), ("replay", alone)]:
+        if outcome.replies != first.replies:
+            raise RuntimeError(f"{name} sent different conversations")
+    if steps is not None and steps.replies != first.replies:
+        raise RuntimeError("lock-step sent different conversations")
     per_episode = [sum(times[e, t] for t in range(TURNS)) for e in range(EPISODES)]
     per_turn = [max(times[e, t] for e in range(EPISODES)) for t in range(TURNS)]
     ideal, ideal_lock = max(per_episode), sum(per_turn)
-    slow = sum(v >= 1.0 for v in times.values()) / len(times)
+    slow = sum(v >= 10 * MEDIAN for v in times.values()) / len(times)
     requests = EPISODES * TURNS
 
     print(
         f"{EPISODES} episodes x {TURNS} turns, run.concurrency={CONCURRENCY}; reply times "
         f"lognormal, median {1000 * MEDIAN:.0f} ms, sigma {SIGMA:.3f} "
-        f"({100 * slow:.1f}% >= 1 s); load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+        f"({100 * slow:.1f}% >= 10x median); load average {load_before:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}"
     )
-    header = f"{'schedule':<20} {'wall s':>7} {'ideal s':>8} {'effic.':>7} "
-    print(header + f"{'CPU ms/req':>11} {'server':>7} {'extra ms':>11}")
-    rows = [("pipeline, httpx", ours, ideal)]
-    if whatif is not None:
-        rows.append(("pipeline, httpx2", whatif, ideal))
-    rows += [("runner, no HTTP", alone, ideal), ("lock-step, httpx", steps, ideal_lock)]
-    for name, outcome, best in rows:
+    header = f"{'schedule':<22} {'wall s':>7} {'ideal s':>8} {'effic.':>7} "
+    print(
+        header + f"{'CPU ms/req':>11} {'server':>7} {'req/s/worker':>13} {'extra ms':>11} "
+        f"{'start-up s':>11} {'effic. w/o':>11}"
+    )
+    rows = [(f"pipeline, workers={n}", o, ideal, n) for n, o in ours.items()]
+    rows.append(("runner, no HTTP", alone, ideal, 1))
+    if steps is not None:
+        rows.append(("lock-step", steps, ideal_lock, 1))
+    for name, outcome, best, workers in rows:
         server = (
             "-" if outcome.server_cpu is None else f"{1000 * outcome.server_cpu / requests:.2f}"
         )
         extra = overhead(name, outcome, times)
         print(
-            f"{name:<20} {outcome.wall:>7.2f} {best:>8.2f} {best / outcome.wall:>7.2f} "
-            f"{1000 * outcome.cpu / requests:>11.2f} {server:>7} {extra:>11}"
+            f"{name:<22} {outcome.wall:>7.2f} {best:>8.2f} {best / outcome.wall:>7.2f} "
+            f"{1000 * outcome.cpu / requests:>11.2f} {server:>7} "
+            f"{requests / outcome.wall / workers:>13.0f} {extra:>11} "
+            f"{outcome.startup:>11.2f} {best / (outcome.wall - outcome.startup):>11.2f}"
         )
-    print("extra ms: request time minus the server's reply time, median / p99")
     print(
-        f"speed-up over lock-step: {steps.wall / ours.wall:.2f}x measured (pipeline, httpx), "
-        f"{ideal_lock / ideal:.2f}x ideal"
+        "extra ms: request time minus the server's reply time, median / p99; start-up: "
+        "workers' start before their runners began; effic. w/o: without it"
     )
-    verdict = "met" if ideal / ours.wall >= 0.9 else "MISSED"
-    print(f"efficiency target >= 0.9 (pipeline, httpx): {verdict}")
+    if steps is not None:
+        print(
+            f"speed-up over lock-step: {steps.wall / first.wall:.2f}x measured, "
+            f"{ideal_lock / ideal:.2f}x ideal"
+        )
+    best = max(ideal / o.wall for o in ours.values())
+    verdict = "met" if best >= 0.75 else "MISSED"
+    print(f"efficiency target >= 0.75 (best pipeline row): {verdict}")
 
 
 if __name__ == "__main__":

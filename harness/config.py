@@ -11,7 +11,14 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from providers.base import Sampling
 from providers.batching import BatchMode, BatchOptions
@@ -171,14 +178,47 @@ class HistoryConfig(StrictModel):
 class RunSettings(StrictModel):
     """How to run: concurrency and seeds."""
 
-    concurrency: int = Field(8, ge=1, le=100_000)
-    """Episodes in flight at once (each has at most one request outstanding)."""
+    concurrency: int | Literal["auto"] = 8
+    """Episodes in flight at once (each has at most one request outstanding), or ``auto``:
+    up to ``concurrency_max`` episodes, with requests to the endpoint limited by an adaptive
+    (AIMD) controller between ``concurrency_min`` and ``concurrency_max``."""
+    concurrency_min: int = Field(4, ge=1)
+    """Lowest (and starting) request limit of ``concurrency=auto``."""
+    concurrency_max: int = Field(256, ge=1, le=100_000)
+    """Highest request limit of ``concurrency=auto`` (also the episodes in flight)."""
+    workers: int = Field(1, ge=1, le=256)
+    """Processes the episodes are sharded over, each with its own event loop and connections
+    (for a fast local server; results are identical to one process)."""
     seed: int = 0
     """Seed of per-request sampling seeds and of any randomness in the runner."""
     progress: bool = True
     """Show a progress line when attached to a terminal."""
     votes: int = Field(1, ge=1)
     """Samples per turn; with more than one, the majority answer goes into the history."""
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _check_concurrency(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
+            raise ValueError(
+                f"run.concurrency: must be a number from 1 to 100000, or auto (got {value!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> RunSettings:
+        if self.concurrency_min > self.concurrency_max:
+            raise ValueError(
+                f"run.concurrency_min: must be <= run.concurrency_max "
+                f"(got {self.concurrency_min} > {self.concurrency_max})"
+            )
+        return self
+
+    def episodes_in_flight(self) -> int:
+        """Episodes a process runs at once (``auto``: its upper limit)."""
+        return self.concurrency_max if self.concurrency == "auto" else self.concurrency
 
 
 class CacheConfig(StrictModel):
@@ -292,12 +332,28 @@ class RunConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_workers(self) -> RunConfig:
+        if self.run.workers == 1:
+            return self
+        shared = [
+            f"budget.{name}"
+            for name in ("max_usd", "max_tokens", "sweep_max_usd", "sweep_max_tokens")
+            if getattr(self.budget, name) is not None
+        ] + (["stop.when_decided"] if self.stop.when_decided else [])
+        if shared:
+            raise ValueError(
+                f"run.workers: {shared[0]} needs every turn counted in one process "
+                f"(allowed with it: run.workers=1; got {self.run.workers})"
+            )
+        return self
+
     def config_hash(self) -> str:
         """SHA-256 of everything that changes what is measured.
 
-        Concurrency, the progress display, the cache, the budget, batch polling, the metrics
-        and report sections are left out: they change neither the requests nor the replies, so
-        a run may be resumed with other values (typically a raised budget).
+        Concurrency and workers, the progress display, the cache, the budget, batch polling,
+        the metrics and report sections are left out: they change neither the requests nor the
+        replies, so a run may be resumed with other values (typically a raised budget).
         """
         measured = self.model_dump(
             mode="json",
@@ -307,7 +363,7 @@ class RunConfig(StrictModel):
                 "budget": True,
                 "estimate": True,
                 "report": True,
-                "run": {"concurrency", "progress"},
+                "run": {"concurrency", "concurrency_min", "concurrency_max", "workers", "progress"},
                 "model": {"batch_options"},
             },
         )

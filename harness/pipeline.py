@@ -20,6 +20,7 @@ from harness.economics.budget import LEDGER_DIR, Budget, SweepLedger
 from harness.economics.costs import load_price_table, resolve_price, usage_cost
 from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
 from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
+from harness.records.schema import TurnRecord
 from harness.records.sessions import SessionRecord, SessionStatus, append_session
 from harness.report.run_page import write_run_report
 from harness.report.text import format_table
@@ -27,8 +28,10 @@ from harness.run.cache import CachedProvider, Endpoint, ResponseCache
 from harness.run.history import HistoryPolicy
 from harness.run.progress import ProgressLine
 from harness.run.runner import Runner, RunProgress
+from harness.run.workers import ShardedRunner, merge_shards
 from providers.base import Provider
 from providers.batching import create_batching
+from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
 from providers.registry import create_provider
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -104,7 +107,7 @@ async def make_provider(config: RunConfig) -> Provider:
     model = config.model
     return await _checked(
         lambda: create_provider(
-            model.provider, model.provider_options(), concurrency=config.run.concurrency
+            model.provider, model.provider_options(), concurrency=config.run.episodes_in_flight()
         )
     )
 
@@ -157,6 +160,67 @@ def run_price(config: RunConfig, run_dir: Path) -> PriceConfig | None:
     return resolve_price(config.model, None, load_price_table())
 
 
+def make_runner(
+    config: RunConfig,
+    task_set: TaskSet,
+    provider: Provider,
+    run_dir: Path,
+    *,
+    budget: Budget,
+    on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
+    **shard: Any,
+) -> Runner:
+    """The runner a config asks for (``shard``: a worker's ``episodes`` and ``read_from``)."""
+    history = config.history
+    return Runner(
+        task_set=task_set,
+        provider=provider,
+        sampling=config.model.sampling(n=config.run.votes),
+        policy=HistoryPolicy(
+            source=history.source,
+            rate=history.rate,
+            magnitude=history.magnitude,
+            seed=config.run.seed,
+            mode=config.task.mode,
+        ),
+        window=history.window,
+        first_called_turn=(history.target_turn or 1) - 1,
+        run_dir=run_dir,
+        # A batch holds one turn of every episode in flight: in batch mode that is all of them.
+        concurrency=config.run.episodes_in_flight()
+        if config.model.batch == "off"
+        else task_set.samples,
+        run_seed=config.run.seed,
+        budget=budget,
+        stop=config.stop,
+        s=config.metrics.s,
+        decision_seed=config.metrics.seed,
+        on_turn=on_turn,
+        **shard,
+    )
+
+
+def adaptive_limit(
+    config: RunConfig, provider: Provider, run_dir: Path, worker: int = 0
+) -> AdaptiveLimit | None:
+    """With ``run.concurrency=auto``, the endpoint's limit, logging to ``concurrency.jsonl``."""
+    if config.run.concurrency != "auto":
+        return None
+    try:
+        return attach_adaptive_limit(
+            provider,
+            run_dir,
+            minimum=config.run.concurrency_min,
+            maximum=config.run.concurrency_max,
+            worker=worker,
+        )
+    except ValueError:
+        raise ConfigError(
+            f"run.concurrency: auto adapts to an HTTP endpoint, and model.provider="
+            f"{config.model.provider} has none (allowed here: a number)"
+        ) from None
+
+
 async def execute(
     config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
 ) -> RunSummary | RunEstimate:
@@ -175,12 +239,14 @@ async def execute(
     check_budget(config, estimate, price)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
+    merge_shards(run_dir)  # a sharded session that was killed left its records per worker
     started = datetime.now(timezone.utc)
     provider = await (
         make_provider(config)
         if config.model.batch == "off"
         else make_batch_provider(config, run_dir)
     )
+    limit = adaptive_limit(config, provider, run_dir) if config.run.workers == 1 else None
     if config.cache.active(config.model.temperature):
         endpoint = Endpoint(
             provider=config.model.provider,
@@ -196,41 +262,31 @@ async def execute(
                 config, task_set, provider_label=label, simulated=provider.simulated, price=price
             ),
         )
-    history = config.history
     budget = Budget(
         limits=config.budget,
         cost_of=lambda usage: usage_cost(usage, price),
         ledger=None if sweep_dir is None else SweepLedger(sweep_dir / LEDGER_DIR, job=run_dir.name),
     )
     progress_line = ProgressLine(budget, priced=price is not None)
-    runner = Runner(
-        task_set=task_set,
-        provider=provider,
-        sampling=config.model.sampling(n=config.run.votes),
-        policy=HistoryPolicy(
-            source=history.source,
-            rate=history.rate,
-            magnitude=history.magnitude,
-            seed=config.run.seed,
-            mode=config.task.mode,
-        ),
-        window=history.window,
-        first_called_turn=(history.target_turn or 1) - 1,
-        run_dir=run_dir,
-        # A batch holds one turn of every episode in flight: in batch mode that is all of them.
-        concurrency=config.run.concurrency if config.model.batch == "off" else task_set.samples,
-        run_seed=config.run.seed,
-        budget=budget,
-        stop=config.stop,
-        s=config.metrics.s,
-        decision_seed=config.metrics.seed,
-        on_turn=progress_line if config.run.progress else None,
-    )
+    if config.run.workers > 1:  # the parent only checked the endpoint; workers connect anew
+        await provider.aclose()
+        runner: Runner | ShardedRunner = ShardedRunner(config, run_dir)
+    else:
+        runner = make_runner(
+            config,
+            task_set,
+            provider,
+            run_dir,
+            budget=budget,
+            on_turn=progress_line if config.run.progress else None,
+        )
     # The handlers stay until the summary and report are written: a second Ctrl-C that
     # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
     remove_handlers = _handle_signals(runner, run_dir)
     try:
-        return await _run_and_summarize(config, run_dir, runner, provider, progress_line, started)
+        return await _run_and_summarize(
+            config, run_dir, runner, provider, progress_line, started, limit
+        )
     finally:
         remove_handlers()
 
@@ -254,16 +310,19 @@ def _session_end(progress: RunProgress, run_dir: Path) -> tuple[SessionStatus | 
 async def _run_and_summarize(
     config: RunConfig,
     run_dir: Path,
-    runner: Runner,
+    runner: Runner | ShardedRunner,
     provider: Provider,
     progress_line: ProgressLine,
     started: datetime,
+    limit: AdaptiveLimit | None = None,
 ) -> RunSummary:
     try:
         progress = await runner.run()
     finally:
         progress_line.close()
         await provider.aclose()
+        if limit is not None:
+            limit.close()
     outcome, note = _session_end(progress, run_dir)
     append_session(
         run_dir,
@@ -288,7 +347,7 @@ async def _run_and_summarize(
     return summary
 
 
-def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
+def _handle_signals(runner: Runner | ShardedRunner, run_dir: Path) -> Callable[[], None]:
     """SIGINT/SIGTERM: the first lets turns in flight finish, a second drops them.
 
     Either way every record on disk is a whole turn, and the message says how to resume.

@@ -161,5 +161,13 @@ class Provider(ABC):
         del index
         return contextlib.nullcontext()
 
+    def gate_requests(self, limit: Any) -> bool:
+        """Send every request through ``limit`` (a :class:`providers.concurrency.AdaptiveLimit`).
+
+        For ``run.concurrency=auto``; returns False when the provider has no endpoint whose
+        load could be adapted to (in-process models), which the harness reports as an error.
+        """
+        return False
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Release connections or model memory."""

@@ -1,9 +1,11 @@
 """Any server that speaks the OpenAI chat-completions API.
 
-That covers OpenAI, OpenRouter, vLLM, SGLang, llama.cpp's server and Ollama. Plain ``httpx``
+That covers OpenAI, OpenRouter, vLLM, SGLang, llama.cpp's server and Ollama. Plain ``aiohttp``
 rather than the ``openai`` SDK, so the request body is exactly what the config says, the
-connections are sized to the run's concurrency (httpx's default pool silently caps them at
-100), and every failure goes through :mod:`providers.retry`'s classification.
+connections are sized to the run's concurrency, a request costs little client CPU (a GPU
+server answers thousands a second), and every failure goes through :mod:`providers.retry`'s
+classification. With ``run.concurrency=auto`` every attempt also waits for a slot of the
+endpoint's :class:`providers.concurrency.AdaptiveLimit`.
 
 The API key is read from the environment variable *named* in the config, once, at creation;
 it lives only in the client's ``Authorization`` header and is scrubbed from any error text a
@@ -12,30 +14,29 @@ server echoes back, so it never reaches a record, a log line or an exception mes
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
 import logging
 import os
 import resource
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 import certifi
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from providers import retry
 from providers.base import ChatResult, FatalProviderError, Message, Provider, Sampling, Usage
+from providers.concurrency import OVERLOAD_STATUSES, AdaptiveLimit, Slot
 from providers.local_models import split_reasoning
 from providers.retry import RetriesExhausted, RetryableError
 
 logger = logging.getLogger(__name__)
 
-CONNECTIONS_PER_CLIENT = 4
-"""Connections per ``httpx`` client; see :class:`ClientPool` (bench/bench_load.py: harness
-CPU per turn at 1000 concurrent episodes 3.9 ms with 32, 2.7 ms with 8, 2.1 ms with 4)."""
 FDS_BESIDES_CONNECTIONS = 256
 """Open files a run needs besides its connections: records, logs, the event loop, libraries."""
 CHARS_PER_TOKEN = 4.0
@@ -117,6 +118,34 @@ def build_request_body(
     return {**body, **sampling.extra_body}
 
 
+def encode_body(body: dict[str, Any]) -> bytes:
+    """The request's bytes: compact UTF-8 JSON (the same bytes httpx's ``json=`` sends)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _message_json(message: Message) -> bytes:
+    return encode_body(message.as_dict())  # type: ignore[arg-type]
+
+
+def encode_request(
+    name: str, messages: list[Message], sampling: Sampling, *, send_seed: bool = True
+) -> bytes:
+    """``encode_body(build_request_body(...))``, with each message encoded once per run.
+
+    Every turn resends the whole conversation, and the system message (the dictionary) is
+    the same in every episode, so encoding the messages anew each time was most of the
+    request's JSON cost (50 us at turn 25). The bytes are identical, so are the fault and
+    latency draws of the test server, which hash them.
+    """
+    if "messages" in sampling.extra_body:
+        return encode_body(build_request_body(name, messages, sampling, send_seed=send_seed))
+    head = encode_body(build_request_body(name, [], sampling, send_seed=send_seed))
+    joined = b",".join([_message_json(m) for m in messages])
+    # The first match is the key: a quote inside the model name would be escaped.
+    return head.replace(b'"messages":[]', b'"messages":[' + joined + b"]", 1)
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
@@ -172,51 +201,45 @@ def parse_response(payload: Any, *, prompt_chars: int) -> ChatResult:
     )
 
 
-class ClientPool:
-    """``concurrency`` connections spread over several small ``httpx.AsyncClient`` pools.
+class Connections:
+    """One ``aiohttp`` session whose connector holds ``concurrency`` connections.
 
-    httpcore scans its whole pool whenever a request starts or ends, and its clean-up pass
-    counts the idle connections once per idle connection, so one pool of n connections costs
-    O(n) to O(n^2) CPU per request: measured here, 29 ms per request at 1000 connections in
-    one pool against about 2 ms in pools of 4. Each request takes the least busy client, so no
-    client is asked for more connections than it has while another has some free.
+    aiohttp's connector hands out idle connections from a per-host queue and parses replies
+    with a C parser, so a request costs the same CPU whatever the pool size (measured by
+    ``bench/bench_overhead.py --clients``: 0.5 ms against httpx's 2-7 ms per request). The
+    session is built on first use, inside the running event loop, as aiohttp requires.
     """
 
-    def __init__(self, concurrency: int, *, headers: dict[str, str], timeout: httpx.Timeout):
-        shards = -(-concurrency // CONNECTIONS_PER_CLIENT)
-        base, extra = divmod(concurrency, shards)
-        sizes = [base + (i < extra) for i in range(shards)]
-        tls = ssl.create_default_context(cafile=certifi.where())  # built once: 90 ms each
-        self.clients = [
-            httpx.AsyncClient(
-                headers=headers,
-                timeout=timeout,
-                verify=tls,
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+    def __init__(
+        self, concurrency: int, *, headers: dict[str, str], timeout: aiohttp.ClientTimeout
+    ):
+        self.concurrency = concurrency
+        self.headers = {"Content-Type": "application/json", **headers}
+        self.timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        """The session, created on first use."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency,
+                limit_per_host=0,
+                ssl=ssl.create_default_context(cafile=certifi.where()),
             )
-            for size in sizes
-        ]
-        self.busy = [0] * shards
-        self.sizes = sizes
-
-    def any(self) -> httpx.AsyncClient:
-        """A client for a one-off request (the preflight)."""
-        return self.clients[0]
-
-    @asynccontextmanager
-    async def lease(self) -> AsyncIterator[httpx.AsyncClient]:
-        """The least busy client, counted busy until the block ends."""
-        index = min(range(len(self.clients)), key=lambda i: self.busy[i] / self.sizes[i])
-        self.busy[index] += 1
-        try:
-            yield self.clients[index]
-        finally:
-            self.busy[index] -= 1
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self.headers,
+                timeout=self.timeout,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+            )
+        return self._session
 
     async def aclose(self) -> None:
-        """Close every client's connections."""
-        for client in self.clients:
-            await client.aclose()
+        """Close every connection."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class OpenAICompatibleProvider(Provider):
@@ -225,14 +248,16 @@ class OpenAICompatibleProvider(Provider):
     def __init__(self, config: OpenAICompatibleConfig, api_key: str | None, concurrency: int):
         self.config = config
         self._api_key = api_key
-        self._clients = ClientPool(
+        self._connections = Connections(
             concurrency,
             headers={"Authorization": f"Bearer {api_key}"} if api_key else {},
-            timeout=httpx.Timeout(
-                config.read_timeout, connect=config.connect_timeout, read=config.read_timeout
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=config.connect_timeout, sock_read=config.read_timeout
             ),
         )
         self._policy = config.retry_policy()
+        self._url = f"{config.base_url}/chat/completions"
+        self._limit: AdaptiveLimit | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.name!r}, {self.config.base_url!r})"
@@ -241,6 +266,11 @@ class OpenAICompatibleProvider(Provider):
     def label(self) -> str:
         """See :attr:`Provider.label`: the model name without an organisation prefix."""
         return self.config.name.rsplit("/", 1)[-1]
+
+    def gate_requests(self, limit: AdaptiveLimit) -> bool:
+        """See :meth:`Provider.gate_requests`: every attempt waits for a slot of ``limit``."""
+        self._limit = limit
+        return True
 
     def _scrub(self, text: str) -> str:
         """Remove the key from text a server sent back (some echo it in auth errors)."""
@@ -254,24 +284,26 @@ class OpenAICompatibleProvider(Provider):
         servers serve any name or aliases (llama.cpp, Ollama tags, routers); that is logged.
         """
         url = f"{self.config.base_url}/models"
+        timeout = aiohttp.ClientTimeout(total=self.config.preflight_timeout)
         try:
-            response = await self._clients.any().get(url, timeout=self.config.preflight_timeout)
-        except httpx.TransportError as exc:
+            async with self._connections.session().get(url, timeout=timeout) as response:
+                status, body = response.status, await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             reason = self._scrub(retry.one_line(f"{type(exc).__name__}: {exc}"))
             raise FatalProviderError(
                 f"model.base_url: cannot connect to {self.config.base_url} ({reason})"
             ) from None
-        if response.status_code in (401, 403):
+        if status in (401, 403):
             field = self.config.api_key_env or "(empty)"
             raise FatalProviderError(
                 f"model.api_key_env: {url} refused the credentials from {field} "
-                f"(HTTP {response.status_code}: {self._scrub(retry.server_error_text(response))})"
+                f"(HTTP {status}: {self._scrub(retry.error_text(body))})"
             )
-        if response.status_code != 200:
-            logger.warning("%s answered HTTP %s; continuing", url, response.status_code)
+        if status != 200:
+            logger.warning("%s answered HTTP %s; continuing", url, status)
             return
         try:
-            ids = [m.get("id") for m in response.json().get("data", [])]
+            ids = [m.get("id") for m in json.loads(body).get("data", [])]
         except (ValueError, AttributeError):
             return
         if ids and self.config.name not in ids:
@@ -279,8 +311,10 @@ class OpenAICompatibleProvider(Provider):
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`."""
-        body = build_request_body(
-            self.config.name, messages, sampling, send_seed=self.config.send_seed
+        body = encode_body(
+            build_request_body(
+                self.config.name, messages, sampling, send_seed=self.config.send_seed
+            )
         )
         prompt_chars = sum(len(m.content) for m in messages)
         reasons: Counter[str] = Counter()
@@ -299,40 +333,53 @@ class OpenAICompatibleProvider(Provider):
                 retry_reasons=dict(reasons),
                 latency_s=time.monotonic() - started,
             )
-        return result.model_copy(
-            update={
-                "retries": retries,
-                "retry_reasons": dict(reasons),
-                "latency_s": time.monotonic() - started,
-            }
-        )
+        result.retries = retries
+        result.retry_reasons = dict(reasons)
+        result.latency_s = time.monotonic() - started
+        return result
 
-    async def _attempt(self, body: dict[str, Any], prompt_chars: int) -> ChatResult:
+    async def _attempt(self, body: bytes, prompt_chars: int) -> ChatResult:
+        """One request, through the adaptive limit if there is one."""
+        if self._limit is None:
+            return await self._send(body, prompt_chars, None)
+        async with self._limit.slot() as slot:
+            return await self._send(body, prompt_chars, slot)
+
+    async def _send(self, body: bytes, prompt_chars: int, slot: Slot | None) -> ChatResult:
         """One request; raises :class:`RetryableError` for anything worth another try."""
-        url = f"{self.config.base_url}/chat/completions"
+        url = self._url
         try:
-            async with self._clients.lease() as client:
-                response = await client.post(url, json=body)
-        except httpx.HTTPError as exc:
+            async with self._connections.session().post(url, data=body) as response:
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
+                retry_after_header = response.headers.get("Retry-After")
+                raw = await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             kind = retry.classify_exception(exc) or "transient"
             reason = self._scrub(retry.one_line(f"{type(exc).__name__}: {exc}"))
             raise RetryableError(kind, reason, reason=retry.exception_reason(exc)) from None
-        status = response.status_code
-        reason = "" if status < 400 else self._scrub(retry.server_error_text(response))
+        reason = "" if status < 400 else self._scrub(retry.error_text(raw))
         kind = retry.classify_status(status, reason)
+        retry_after = retry.parse_retry_after(retry_after_header)
+        if slot is not None:
+            if status in OVERLOAD_STATUSES:
+                capped = (
+                    None if retry_after is None else min(retry_after, self._policy.max_retry_after)
+                )
+                slot.overloaded(status, capped)
+            else:
+                slot.succeeded()
         if kind is None:
-            return self._parse_ok(response, prompt_chars)
+            return self._parse_ok(content_type, raw, prompt_chars)
         message = f"HTTP {status}: {reason}"
         if kind == "context_exceeded":
             return ChatResult(outcome="context_exceeded", error=message)
         if kind == "fatal":
             field = "model.api_key_env" if status in (401, 403) else "model"
             raise FatalProviderError(f"{field}: {url} rejected the request ({message})")
-        retry_after = retry.parse_retry_after(response.headers.get("retry-after"))
         raise RetryableError(kind, message, retry_after=retry_after, reason=str(status))
 
-    def _parse_ok(self, response: httpx.Response, prompt_chars: int) -> ChatResult:
-        content_type = response.headers.get("content-type", "")
+    def _parse_ok(self, content_type: str, raw: bytes, prompt_chars: int) -> ChatResult:
         if "json" not in content_type:
             raise RetryableError(
                 "malformed",
@@ -340,14 +387,14 @@ class OpenAICompatibleProvider(Provider):
                 reason="wrong_content_type",
             )
         try:
-            payload = response.json()
+            payload = json.loads(raw)
         except ValueError:
             raise RetryableError("malformed", "reply body is not valid JSON") from None
         return parse_response(payload, prompt_chars=prompt_chars)
 
     async def aclose(self) -> None:
         """See :meth:`Provider.aclose`."""
-        await self._clients.aclose()
+        await self._connections.aclose()
 
 
 def ensure_open_file_limit(connections: int) -> None:

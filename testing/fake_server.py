@@ -84,6 +84,9 @@ class ServerOptions:
     rate_html: float = _opt(0.0, "probability of a 200 text/html page instead of JSON")
     rate_big_body: float = _opt(0.0, "probability of a valid reply padded to --big-body-mb")
     retry_after: float = _opt(1.0, "seconds sent in the Retry-After header of a 429")
+    max_in_flight: int = _opt(
+        0, "answer 429 with Retry-After at once when more chat requests are in flight (0: off)"
+    )
     stall_seconds: float = _opt(30.0, "how long a stall lasts (make it exceed the read timeout)")
     big_body_mb: float = _opt(1.0, "size of a big-body reply in MB")
     big_body_in_content: bool = _opt(
@@ -156,6 +159,7 @@ class FakeServer:
         self.simulated = SimulatedProvider(SimulatedConfig(p=options.p))
         self.seen: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
+        self.in_flight = 0
         self.log: TextIO | None = None
         if options.log_requests:  # line-buffered: every request is on disk when it is answered
             self.log = open(options.log_requests, "a", buffering=1)  # noqa: SIM115
@@ -176,7 +180,14 @@ class FakeServer:
     async def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         """Route one request."""
         if path == "/stats":
-            return _json(200, {"requests": self.stats["requests"], "faults": self._faults()})
+            return _json(
+                200,
+                {
+                    "requests": self.stats["requests"],
+                    "faults": self._faults(),
+                    "max_in_flight": self.stats["max_in_flight"],
+                },
+            )
         if self.key and headers.get("authorization") != f"Bearer {self.key}":
             self.stats["unauthorized"] += 1
             # Echo what was sent, as careless servers do: the client must scrub it.
@@ -190,7 +201,8 @@ class FakeServer:
         return _error(404, f"no route {method} {path}")
 
     def _faults(self) -> dict[str, int]:
-        return {kind: self.stats[kind] for kind in (*FAULTS, "context_exceeded", "unauthorized")}
+        kinds = (*FAULTS, "over_limit", "context_exceeded", "unauthorized")
+        return {kind: self.stats[kind] for kind in kinds}
 
     def _log(self, request: dict[str, Any], fault: str | None) -> None:
         """One line per chat request: which turn it was (seed), what it said, what it got."""
@@ -206,6 +218,20 @@ class FakeServer:
 
     async def _chat(self, raw: bytes, authorization: str) -> Reply:
         self.stats["requests"] += 1
+        limit = self.options.max_in_flight
+        if limit and self.in_flight >= limit:
+            # A gateway's concurrency limit: rejected before any work, so at once.
+            self.stats["over_limit"] += 1
+            retry_after = (("Retry-After", f"{self.options.retry_after:g}"),)
+            return _json(429, {"error": {"message": "too many requests in flight"}}, retry_after)
+        self.in_flight += 1
+        self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight)
+        try:
+            return await self._accepted(raw, authorization)
+        finally:
+            self.in_flight -= 1
+
+    async def _accepted(self, raw: bytes, authorization: str) -> Reply:
         try:
             request = json.loads(raw)
             messages = [Message(m["role"], m["content"]) for m in request["messages"]]

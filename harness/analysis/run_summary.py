@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.analysis.concurrency import LimitSummary
 from harness.analysis.format_drift import FormatDrift
 from harness.analysis.survival_summary import (
     ErrorDynamics,
@@ -229,6 +230,8 @@ class RunSummary(_Part):
     """How the intervals were drawn."""
     economics: Economics | None = None
     """Cost figures."""
+    concurrency: LimitSummary | None = None
+    """What ``run.concurrency=auto``'s limit did (None with a fixed limit)."""
     sessions: int = 0
     """Sessions that ended normally (a killed session writes none)."""
     turns_resumed: int = 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.concurrency import limit_summary
 from harness.analysis.format_drift import run_format_drift
 from harness.analysis.metrics import column_means, horizon, prop1, score_matrices
 from harness.analysis.run_summary import (
@@ -152,6 +153,7 @@ def summarize(
         turns_resumed=last.turns_resumed if last else 0,
         cache=last.cache if last else None,
         elapsed_s=round(sum(x.elapsed_s for x in sessions), 3) if sessions else None,
+        concurrency=limit_summary(run_dir),
         # Kaplan-Meier based parts; see harness.analysis.survival_summary
         **(
             survival_blocks(scores, estimate, metrics_config.get("thresholds", DEFAULT_THRESHOLDS))

@@ -20,12 +20,15 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from harness.analysis.concurrency import limit_series
 from harness.analysis.run_summary import RunSummary
 from harness.analysis.statistics import nan_for_none
 from harness.report.text import horizon_phrase
+from providers.concurrency import read_limit_log
 
 TURN_FIGURE = "turn_accuracy.png"
 TASK_FIGURE = "task_accuracy.png"
+LIMIT_FIGURE = "concurrency.png"
 
 FIGURE_SIZE = (8.0, 4.6)
 """Inches; at :data:`DPI` this is about 960 x 550 pixels, readable inline in the report."""
@@ -299,9 +302,31 @@ def task_accuracy_figure(summary: RunSummary) -> Figure:
     return figure
 
 
+def concurrency_figure(run_dir: Path) -> Figure:
+    """The adaptive limit over time per worker, beside the cumulative count of 429 replies."""
+    events = list(read_limit_log(run_dir))
+    figure = Figure(figsize=(7, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    for worker in sorted({e.worker for e in events}):
+        times, limits = limit_series(events, worker)
+        axes.step(times, limits, where="post", label=f"limit, worker {worker}")
+    axes.set_xlabel("seconds since start")
+    axes.set_ylabel("requests in flight allowed")
+    rejected = sorted(e.t for e in events if e.event == "overload" and e.status == 429)
+    twin = axes.twinx()
+    twin.step([0.0, *rejected], range(len(rejected) + 1), where="post", color="tab:red")
+    twin.set_ylabel("429 replies so far", color="tab:red")
+    axes.set_title(f"run.concurrency=auto: limit and 429s ({len(rejected)} in all)")
+    axes.legend(loc="lower right", fontsize="small")
+    return figure
+
+
 def write_run_figures(run_dir: Path, summary: RunSummary) -> list[Path]:
     """Write the run's figures as PNGs into ``run_dir`` and return their paths."""
     written = []
+    if summary.concurrency is not None:
+        concurrency_figure(run_dir).savefig(run_dir / LIMIT_FIGURE, format="png")
+        written.append(run_dir / LIMIT_FIGURE)
     figures = [(TURN_FIGURE, turn_accuracy_figure)]
     if summary.horizon is not None:  # no task accuracy under a rewritten history
         figures.append((TASK_FIGURE, task_accuracy_figure))

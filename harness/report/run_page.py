@@ -27,7 +27,12 @@ from harness.records.schema import (
     read_records,
 )
 from harness.report.html import STYLE, data_uri, esc, frame_table
-from harness.report.run_figures import TASK_FIGURE, TURN_FIGURE, write_run_figures
+from harness.report.run_figures import (
+    LIMIT_FIGURE,
+    TASK_FIGURE,
+    TURN_FIGURE,
+    write_run_figures,
+)
 from harness.report.survival_section import HAZARD_FIGURE, survival_section
 from harness.report.text import fmt, horizon_text, interval_text
 
@@ -294,6 +299,7 @@ def render_report(summary: RunSummary, manifest: Manifest, run_dir: Path) -> str
         for name, alt in (
             (TURN_FIGURE, "turn and index accuracy per turn"),
             (TASK_FIGURE, "task accuracy against task length, with horizons"),
+            (LIMIT_FIGURE, "adaptive concurrency limit over time and 429 replies"),
         )
         if (run_dir / name).exists()  # no task figure under a rewritten history
     )

@@ -134,7 +134,19 @@ def format_table(summary: RunSummary, run_dir: Path, report_turns: Sequence[int]
         + (" (estimated)" if spent.estimated else "")
         + replayed,
         cost_line(summary),
+        *limit_line(summary),
         f"files      {run_dir / TURNS_FILE}",
         f"           {run_dir / SUMMARY_FILE}",
     ]
     return "\n".join(lines)
+
+
+def limit_line(summary: RunSummary) -> list[str]:
+    """What ``run.concurrency=auto`` did, in one line (none for a fixed limit)."""
+    block = summary.concurrency
+    if block is None:
+        return []
+    return [
+        f"limit      auto: {block.min_limit}-{block.max_limit} requests in flight, "
+        f"{block.overloads_429} x 429, {block.pauses} pauses ({block.paused_s:g} s)"
+    ]

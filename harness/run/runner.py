@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +133,15 @@ class Runner:
         s: float = 0.5,
         decision_seed: int = 0,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
+        episodes: Sequence[int] | None = None,
+        read_from: Path | None = None,
     ) -> None:
+        """See the class; for ``run.workers``, two more.
+
+        ``episodes`` is the shard this runner owns (default: all); ``read_from`` the run
+        directory whose ``turns.jsonl`` holds earlier sessions when ``run_dir`` is a
+        worker's own.
+        """
         self.task_set = task_set
         self.provider = provider
         self.sampling = sampling
@@ -154,11 +162,16 @@ class Runner:
         self._tasks: list[asyncio.Task[None]] = []
         self._aborted = False
         self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
-        self.progress = RunProgress(episodes_total=task_set.samples)
+        self.episodes = list(range(task_set.samples) if episodes is None else episodes)
+        self.read_from = read_from or run_dir
+        self.progress = RunProgress(episodes_total=len(self.episodes))
 
     async def run(self) -> RunProgress:
         """Run (or continue) every episode; returns the counters."""
-        earlier = read_records(self.run_dir)
+        earlier = read_records(self.read_from)
+        if len(self.episodes) < self.task_set.samples:
+            mine = set(self.episodes)
+            earlier = [record for record in earlier if record.episode in mine]
         for record in earlier:  # paid for in an earlier session: it counts against the budget
             self.budget.add(record)
         self.budget.sync()
@@ -174,7 +187,7 @@ class Runner:
                         with self.provider.episode(episode):
                             await self._run_episode(episode, prior.get(episode, []), writer)
 
-            self._tasks = [asyncio.create_task(guarded(e)) for e in range(self.task_set.samples)]
+            self._tasks = [asyncio.create_task(guarded(e)) for e in self.episodes]
             try:
                 await asyncio.gather(*self._tasks)
             except FatalProviderError as exc:

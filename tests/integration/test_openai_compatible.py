@@ -1,5 +1,4 @@
 import logging
-from contextlib import AsyncExitStack
 
 import pytest
 
@@ -8,9 +7,10 @@ from harness.config import ConfigError
 from harness.pipeline import prepare
 from providers.base import FatalProviderError, Message, Sampling
 from providers.openai_compatible import (
-    CONNECTIONS_PER_CLIENT,
     build_request_body,
     create,
+    encode_body,
+    encode_request,
     parse_response,
 )
 from providers.retry import RetryableError
@@ -47,6 +47,23 @@ def test_extra_body_is_merged_and_wins():
     body = build_request_body("m", MESSAGES, Sampling(max_tokens=5, extra_body=extra))
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert body["max_tokens"] == 99
+
+
+@pytest.mark.parametrize(
+    ("name", "sampling"),
+    [
+        ("m", Sampling()),
+        ('we"ird "messages":[] név', Sampling(seed=3, n=2, stop=["</answer>"])),
+        ("m", Sampling(extra_body={"max_tokens": 9, "chat_template_kwargs": {"x": "ü"}})),
+        ("m", Sampling(extra_body={"messages": [{"role": "user", "content": "override"}]})),
+        ("m", Sampling(extra_body={"messages": []})),  # an override that looks like the slot
+    ],
+)
+def test_encoded_request_is_byte_for_byte_the_plain_encoding(name, sampling):
+    messages = [*MESSAGES, Message("assistant", 'say "<answer>5</answer>" ü'), MESSAGES[1]]
+    for _ in range(2):  # the second time from the message cache
+        plain = encode_body(build_request_body(name, messages, sampling, send_seed=True))
+        assert encode_request(name, messages, sampling, send_seed=True) == plain
 
 
 def _reply(message, **extra):
@@ -147,35 +164,21 @@ async def test_key_stays_out_of_reprs_and_config(monkeypatch):
     provider = create({"name": "m", "api_key_env": "LHE_TEST_KEY"}, concurrency=3)
     try:
         shown = [repr(provider), repr(provider.config), provider.config.model_dump_json()]
-        client = provider._clients.any()
-        shown.append(repr(client.headers))
+        session = provider._connections.session()
+        shown.append(repr(session))
         assert not any(secret in text for text in shown)
-        assert client.headers["authorization"] == f"Bearer {secret}"
+        assert session.headers["authorization"] == f"Bearer {secret}"
     finally:
         await provider.aclose()
 
 
 @pytest.mark.parametrize("concurrency", [1, 32, 250, 1000])
-async def test_connections_add_up_to_the_concurrency_in_small_pools(concurrency):
+async def test_connections_are_sized_to_the_concurrency(concurrency):
     provider = create({"name": "m"}, concurrency=concurrency)
     try:
-        pools = [client._transport._pool for client in provider._clients.clients]
-        assert sum(pool._max_connections for pool in pools) == concurrency
-        assert sum(pool._max_keepalive_connections for pool in pools) == concurrency
-        assert max(pool._max_connections for pool in pools) <= CONNECTIONS_PER_CLIENT
-    finally:
-        await provider.aclose()
-
-
-async def test_requests_go_to_the_least_busy_client():
-    provider = create({"name": "m"}, concurrency=70)
-    pool = provider._clients
-    try:
-        async with AsyncExitStack() as stack:
-            leased = [await stack.enter_async_context(pool.lease()) for _ in range(70)]
-            assert pool.busy == pool.sizes  # every connection in use, none over its pool
-            assert {id(c) for c in leased} == {id(c) for c in pool.clients}
-        assert pool.busy == [0] * len(pool.clients)
+        connector = provider._connections.session().connector
+        assert connector.limit == concurrency
+        assert connector.limit_per_host == 0  # no silent cap below it
     finally:
         await provider.aclose()
 

@@ -1,0 +1,126 @@
+"""Throughput against an endpoint that rate-limits by requests in flight.
+
+The fake server answers 429 with ``Retry-After: 1`` at once whenever more than M = 16 chat
+requests are in flight; accepted requests take 50 ms. The real pipeline (``compose_config``
++ ``execute``, ``model=openai_compatible``) runs the same episodes three times, each against
+a fresh server:
+
+* ``fixed 16``: ``run.concurrency=16``, the ideal (never over the limit);
+* ``fixed 256``: today's failure mode (every episode in flight; the rejected requests wait
+  out their Retry-After one by one and come back in a crowd);
+* ``auto``: ``run.concurrency=auto`` (AIMD per endpoint, a Retry-After pauses the endpoint).
+
+Throughput is turns per second of ``Runner.run`` (a turn whose retries ran out is a provider
+error, not scored: the ``scored`` column); the 429 share is the server's
+rejections over every chat request it received. Target: ``auto`` at least 0.85 of the ideal's
+throughput with at most 5% of requests answered 429. The cores are shared with other jobs
+(load printed), so compare the rows of one run, not runs.
+
+    python bench/bench_rate_limits.py
+    python bench/bench_rate_limits.py --episodes 200 --turns 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from harness.cli import compose_config
+from harness.pipeline import execute
+from harness.run.runner import Runner
+from providers.concurrency import read_limit_log
+from testing.fake_server import running_fake_server
+
+M, RETRY_AFTER, LATENCY = 16, 1.0, 0.05
+
+
+def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path) -> dict:
+    timing: dict[str, float] = {}
+    original = Runner.run
+
+    async def timed(self: Runner):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        try:
+            return await original(self)
+        finally:
+            timing["wall"] = time.perf_counter() - start
+
+    options = {"max_in_flight": M, "retry_after": RETRY_AFTER, "latency_median": LATENCY}
+    with running_fake_server(**options) as server:
+        config = compose_config(
+            [
+                "model=openai_compatible",
+                "model.name=fake-model",
+                f"model.base_url={server.base_url}",
+                f"task.samples={episodes}",
+                f"task.turns={turns}",
+                f"run.concurrency={concurrency}",
+                "run.progress=false",
+                "metrics.bootstrap=0",
+            ]
+        )
+        Runner.run = timed  # type: ignore[method-assign]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                summary = asyncio.run(execute(config, run_dir))
+        finally:
+            Runner.run = original  # type: ignore[method-assign]
+        stats = server.stats()
+    limits = [event.limit for event in read_limit_log(run_dir)]
+    return {
+        "wall": timing["wall"],
+        "scored": summary.turns_scored,
+        "requests": stats["requests"],
+        "rejected": stats["faults"]["over_limit"],
+        "peak": stats["max_in_flight"],
+        "limits": (min(limits), max(limits), limits[-1]) if limits else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--turns", type=int, default=20)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, value in (("fixed 16", "16"), ("fixed 256", "256"), ("auto", "auto")):
+            rows[name] = run_one(value, args.episodes, args.turns, Path(tmp) / value)
+    turns = args.episodes * args.turns
+    print(
+        f"{args.episodes} episodes x {args.turns} turns; server: 429 (Retry-After: "
+        f"{RETRY_AFTER:g}) beyond {M} in flight, {1000 * LATENCY:.0f} ms replies; "
+        f"ideal {turns / M * LATENCY:.2f} s; load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'run.concurrency':<16} {'wall s':>7} {'turns/s':>8} {'vs fixed 16':>12} "
+        f"{'scored':>7} {'requests':>9} {'429s':>6} {'429 %':>6} {'peak':>5} "
+        f"{'limit min/max/last':>19}"
+    )
+    ideal = rows["fixed 16"]
+    for name, row in rows.items():
+        share = 100 * row["rejected"] / row["requests"]
+        limits = "-" if row["limits"] is None else "/".join(map(str, row["limits"]))
+        print(
+            f"{name:<16} {row['wall']:>7.2f} {turns / row['wall']:>8.0f} "
+            f"{ideal['wall'] / row['wall']:>12.2f} {row['scored']:>7} {row['requests']:>9} "
+            f"{row['rejected']:>6} "
+            f"{share:>6.1f} {row['peak']:>5} {limits:>19}"
+        )
+    auto = rows["auto"]
+    ratio = ideal["wall"] / auto["wall"]
+    share = auto["rejected"] / auto["requests"]
+    complete = auto["scored"] == turns
+    verdict = "met" if ratio >= 0.85 and share <= 0.05 and complete else "MISSED"
+    print(f"target auto >= 0.85 of fixed 16 with <= 5% 429s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()

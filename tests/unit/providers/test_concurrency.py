@@ -1,0 +1,155 @@
+"""The adaptive limit, driven by hand: a fake clock, slots opened and closed in a set order."""
+
+import asyncio
+import math
+
+import pytest
+
+from providers.concurrency import AdaptiveLimit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def open_slots(limit: AdaptiveLimit, n: int):
+    """Enter n slots (each must be admitted at once) and return (context, slot) pairs."""
+    opened = []
+    for _ in range(n):
+        context = limit.slot()
+        opened.append((context, await asyncio.wait_for(context.__aenter__(), 1)))
+    return opened
+
+
+async def close(context, slot, outcome: str, status: int = 429, retry_after=None) -> None:
+    if outcome == "ok":
+        slot.succeeded()
+    elif outcome == "overload":
+        slot.overloaded(status, retry_after)
+    await context.__aexit__(None, None, None)
+
+
+async def test_slow_start_adds_one_slot_per_success_until_the_maximum():
+    limit = AdaptiveLimit(2, 6, clock=Clock())
+    for expected in (3, 4, 5, 6, 6):
+        opened = await open_slots(limit, limit.limit)  # the limit fully in use
+        await close(*opened[0], "ok")
+        assert limit.limit == expected
+        for pair in opened[1:]:
+            await close(*pair, "other")  # neither success nor overload: no change
+
+
+async def test_an_idle_limit_does_not_grow():
+    limit = AdaptiveLimit(4, 64, clock=Clock())
+    for _ in range(20):  # one request at a time: far below half the limit
+        ((context, slot),) = await open_slots(limit, 1)
+        await close(context, slot, "ok")
+    assert limit.limit == 4
+
+
+async def test_overload_halves_once_per_episode_then_returns_to_the_last_good_level():
+    clock = Clock()
+    limit = AdaptiveLimit(1, 100, decrease=0.5, probe_interval=5.0, clock=clock)
+    limit.value = 10.0
+    opened = await open_slots(limit, 10)
+    await close(*opened[9], "overload")  # the 10th in flight was one too many
+    assert limit.limit == math.floor(10 * 0.5) and limit.known_good == 9
+    await close(*opened[8], "overload")  # admitted before the decrease: no second halving,
+    assert limit.limit == 5 and limit.known_good == 8  # but 9 at once was too many as well
+    # successes climb back one slot each, but only up to the known-good level
+    for pair in opened[:8]:
+        await close(*pair, "ok")
+    assert limit.limit == 8
+    opened = await open_slots(limit, 8)
+    for pair in opened:
+        await close(*pair, "ok")
+    assert limit.limit == 8  # holding: the probe interval has not passed
+    clock.now = 5.0
+    opened = await open_slots(limit, 8)
+    await close(*opened[0], "ok")
+    assert limit.limit == 9  # one probe slot
+    for pair in opened[1:]:
+        await close(*pair, "other")
+
+
+async def test_a_deep_overshoot_is_cut_to_the_known_good_level_and_frozen_while_paused():
+    clock = Clock()
+    limit = AdaptiveLimit(1, 100, decrease=0.5, clock=clock)
+    limit.value = 40.0
+    opened = await open_slots(limit, 17)
+    await close(*opened[16], "overload", 429, 1.0)  # the 17th was too many
+    assert limit.limit == 16  # not 40 * 0.5 = 20, still over what the endpoint took
+    for pair in opened[:16]:
+        await close(*pair, "ok")  # sent before the overload, answered during the pause
+    assert limit.limit == 16 and limit.known_good == 16
+    clock.now = 100.0  # long after the pause, past the probe interval
+    opened = await open_slots(limit, 16)
+    await close(*opened[0], "ok")
+    assert limit.limit == 17  # a probe, one slot
+    for pair in opened[1:]:
+        await close(*pair, "other")
+
+
+async def test_a_retry_after_pauses_every_new_request_until_it_has_passed():
+    clock = Clock()
+    limit = AdaptiveLimit(4, 8, clock=clock)
+    (first, second) = await open_slots(limit, 2)
+    await close(*first, "overload", 429, 30.0)
+    held = limit.slot()
+    waiting = asyncio.ensure_future(held.__aenter__())
+    await settle()
+    assert not waiting.done()  # a slot is free, but the endpoint is paused
+    clock.now = 29.9
+    limit._pause_over()  # a timer firing early changes nothing
+    await settle()
+    assert not waiting.done()
+    clock.now = 30.0
+    limit._pause_over()
+    slot = await asyncio.wait_for(waiting, 1)
+    assert limit.in_flight == 2 and slot.admitted == 2
+    await close(*second, "ok")
+    limit.close()
+
+
+async def test_waiters_are_admitted_in_order_as_slots_free_up():
+    limit = AdaptiveLimit(2, 2, clock=Clock())
+    opened = await open_slots(limit, 2)
+    contexts = [limit.slot() for _ in range(3)]
+    waiting = [asyncio.ensure_future(c.__aenter__()) for c in contexts]
+    await settle()
+    assert not any(w.done() for w in waiting)
+    await close(*opened[0], "other")
+    await settle()
+    assert [w.done() for w in waiting] == [True, False, False]
+    await close(*opened[1], "other")
+    await settle()
+    assert [w.done() for w in waiting] == [True, True, False]
+    assert limit.in_flight == 2
+
+
+async def test_a_cancelled_waiter_gives_its_slot_back():
+    limit = AdaptiveLimit(1, 1, clock=Clock())
+    ((context, slot),) = await open_slots(limit, 1)
+    held = limit.slot()
+    waiting = asyncio.ensure_future(held.__aenter__())
+    await settle()
+    waiting.cancel()
+    await settle()
+    await close(context, slot, "other")
+    assert limit.in_flight == 0
+    (pair,) = await open_slots(limit, 1)  # the slot is free for the next request
+    await close(*pair, "other")
+
+
+def test_limits_must_be_ordered():
+    with pytest.raises(ValueError, match="minimum <= maximum"):
+        AdaptiveLimit(8, 4)
