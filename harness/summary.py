@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.failures import error_taxonomy, taxonomy_line
+from harness.analysis.flexible import flexible_line, flexible_scores
 from harness.config import ModelConfig
 from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
@@ -115,6 +117,11 @@ def summarize(
         "bootstrap": {"resamples": resamples, "seed": seed, "unit": "episode"},
     }
     summary["economics"] = economics(table, summary, price, s)
+    taxonomy = error_taxonomy(latest, manifest, turns=turns, seed=seed)
+    summary["error_taxonomy"] = taxonomy.model_dump()
+    summary["flexible"] = flexible_scores(
+        run_dir, table, latest, episodes=episodes, turns=turns, k=k
+    ).model_dump()
     return summary
 
 
@@ -186,6 +193,8 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         "",
         f"errors     format {summary['format_errors']}, provider {summary['provider_errors']}, "
         f"context exceeded {summary['context_exceeded']}, retries {summary['retries']}",
+        *filter(None, [taxonomy_line(summary.get("error_taxonomy"))]),
+        *filter(None, [flexible_line(summary.get("flexible"), shown_turns)]),
         f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
         + (" (estimated)" if usage["estimated"] else ""),
         _cost_line(summary.get("economics")),
