@@ -58,8 +58,8 @@ def test_every_row_of_the_table(name):
         ((50, 100, [17, 33], 150), "value_only"),  # a = sum(v), K > 1
         ((193, 100, [33], 133), "arithmetic"),  # one digit apart (3 -> 9), off by 60
         ((-193, -100, [-33], -133), "arithmetic"),  # the same below zero
-        ((123, 100, [33], 133), "arithmetic"),  # off by exactly 10
-        ((122, 100, [33], 133), "other"),  # off by 11, two digits differ
+        ((205, 100, [95], 195), "arithmetic"),  # off by exactly 10, two digits differ
+        ((206, 100, [95], 195), "other"),  # off by 11, three digits differ
         ((166, 100, [33], 133), "other"),  # u + v with K = 1 is not doubled_key
     ],
 )
