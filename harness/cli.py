@@ -20,9 +20,9 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.budget import LEDGER_DIR
 from harness.config import ConfigError, RunConfig, load_config
-from harness.run import run
+from harness.economics.budget import LEDGER_DIR
+from harness.pipeline import run
 from providers.base import FatalProviderError, MissingExtraError
 
 CONFIG_MODULE = "conf"

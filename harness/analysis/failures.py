@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.analysis.metrics import UNSCORED_STATUSES
 from harness.config import TaskConfig
-from harness.metrics import UNSCORED_STATUSES
-from harness.record_table import RecordTable
+from harness.records.table import RecordTable
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from harness.metrics import FORMAT_ERRORS, column_means
-from harness.record_table import RecordTable
-from harness.records import TURNS_FILE, iter_records
+from harness.analysis.metrics import FORMAT_ERRORS, column_means
+from harness.records.schema import TURNS_FILE, iter_records
+from harness.records.table import RecordTable
 from tasks.parsing import flexible_answer
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from harness.cli import compose_config
 from harness.config import ConfigError
-from harness.run import execute, make_provider
+from harness.pipeline import execute, make_provider
 
 MIX = {"value_only": 0.5, "wrong_key": 0.3, "arithmetic": 0.2}
 

@@ -15,8 +15,8 @@ from harness.analysis.failures import (
     one_digit_apart,
     permutations_for,
 )
-from harness.record_table import RecordTable
-from harness.records import TurnRecord
+from harness.records.schema import TurnRecord
+from harness.records.table import RecordTable
 from providers.simulated import ErrorKind
 
 DICTIONARY = np.array([-60, -25, 4, 17, 33, 71, 88])

@@ -3,11 +3,11 @@
 import json
 
 from harness.analysis.failures import ErrorTaxonomy
+from harness.analysis.summary import SUMMARY_FILE, format_table, main, summarize, write_summary
 from harness.config import load_config
 from harness.files import read_json
-from harness.manifest import build_manifest, write_manifest
-from harness.records import TurnRecord, TurnWriter
-from harness.summary import SUMMARY_FILE, format_table, main, summarize, write_summary
+from harness.records.manifest import build_manifest, write_manifest
+from harness.records.schema import TurnRecord, TurnWriter
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
 

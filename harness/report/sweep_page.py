@@ -1,0 +1,92 @@
+"""The report of a sweep (or of any folder of runs): tables, figures and one HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
+from harness.analysis.summary import SUMMARY_FILE
+from harness.economics.costs import pareto_frontier
+from harness.files import atomic_write_text, read_json
+from harness.report.run_page import STYLE, _data_uri, _esc, _table
+from harness.report.sweep_figures import sweep_figures
+
+REPORT_DIR = "report"
+PAGE = "index.html"
+
+SHOWN_COLUMNS = [
+    "run",
+    "model",
+    "mode",
+    "k",
+    "history",
+    "rate",
+    "window",
+    "votes",
+    "status",
+    "horizon_steps",
+    "horizon_lo",
+    "horizon_hi",
+    "horizon_censored",
+    "logistic_steps",
+    "prop1_steps",
+    "target_turn",
+    "target_turn_accuracy",
+    "final_task_accuracy",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+]
+PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
+
+
+def write_sweep_report(root: Path) -> list[Path]:
+    """Aggregate every run under ``root`` into ``root/report/``; returns the files written."""
+    table = collect(root)
+    out_dir = root / REPORT_DIR
+    paths = write_tables(table, out_dir)
+    extra_tables = []
+    single = table[(table["experiment"] == "single_turn") & (table["turns"] == 1)]
+    if len(single):
+        capacity = single_turn_capacity(single)
+        capacity_path = out_dir / "single_turn_capacity.md"
+        capacity_path.write_text(capacity.to_markdown(index=False) + "\n", encoding="utf-8")
+        paths.append(capacity_path)
+        extra_tables.append(("Single-turn capacity (largest L solved at s)", capacity))
+    frontier = pareto_frontier(table)
+    if len(frontier):
+        frontier_path = out_dir / "pareto.md"
+        frontier_path.write_text(frontier.to_markdown(index=False) + "\n", encoding="utf-8")
+        paths.append(frontier_path)
+        extra_tables.append(
+            ("Pareto frontier: longest horizon for the money", frontier[PARETO_COLUMNS])
+        )
+    summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
+    figures = sweep_figures(table, summaries, out_dir)
+    paths += figures
+    page = out_dir / PAGE
+    simulated = bool(table["simulated"].any())
+    body = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Sweep {_esc(root.name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Sweep: {_esc(root.resolve())}</h1>",
+        f'<p class="subtitle">{len(table)} runs; experiments '
+        f"{_esc(', '.join(sorted(table['experiment'].unique())))}</p>",
+    ]
+    if simulated:
+        body.append(
+            '<div class="banner simulated">Some runs use the SIMULATED executor: their '
+            "numbers come from a random process, not from a language model.</div>"
+        )
+    body += ["<h2>Runs</h2>", _table(table[[c for c in SHOWN_COLUMNS if c in table]])]
+    for title, frame in extra_tables:
+        body += [f"<h2>{_esc(title)}</h2>", _table(frame)]
+    body.append("<h2>Figures</h2>")
+    body += [
+        f'<figure><img alt="{_esc(path.stem)}" src="{_data_uri(path)}"></figure>'
+        for path in figures
+    ]
+    body.append("</body></html>")
+    atomic_write_text(page, "\n".join(body) + "\n")
+    return [*paths, page]
