@@ -25,6 +25,8 @@ from harness.analysis.summary import SUMMARY_FILE
 from harness.files import atomic_write_text, read_json
 from harness.records.manifest import MANIFEST_FILE
 from harness.records.schema import TurnRecord, latest_records, read_records
+from harness.report.failure_figures import write_category_figure
+from harness.report.failures_section import taxonomy_section
 from harness.report.run_figures import TASK_FIGURE, TURN_FIGURE, load_summary, write_run_figures
 
 REPORT_FILE = "report.html"
@@ -300,7 +302,7 @@ def failure_table(example: FailureExample) -> str:
 def _failures_section(records: list[TurnRecord], episodes: int) -> str:
     examples, failed = first_failures(records)
     parts = [
-        "<h2>How it failed</h2>",
+        "<h3>First failures</h3>",
         f"<p>{failed} of {episodes} episodes gave a wrong running total at some turn. "
         f"Below, for {len(examples)} of them, the first such turn (highlighted) and the "
         f"{TURNS_BEFORE_FAILURE} turns before it. <em>truth</em> is the true running total; "
@@ -310,7 +312,7 @@ def _failures_section(records: list[TurnRecord], episodes: int) -> str:
     if not examples:
         parts.append("<p>No scored turn was wrong.</p>")
     for example in examples:
-        parts.append(f"<h3>Episode {example.episode}: first wrong at turn {example.turn + 1}</h3>")
+        parts.append(f"<h4>Episode {example.episode}: first wrong at turn {example.turn + 1}</h4>")
         parts.append(failure_table(example))
     return "\n".join(parts)
 
@@ -370,6 +372,7 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
         if (run_dir / name).exists()  # no task figure under a rewritten history
     )
     config_json = json.dumps(manifest.get("config", {}), indent=2)
+    records = read_records(run_dir)
     sections = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -391,7 +394,8 @@ def render_report(summary: dict[str, Any], manifest: dict[str, Any], run_dir: Pa
         f"({_esc((summary.get('bootstrap') or {}).get('resamples', 'n/a'))} resamples).</p>",
         "<h2>Figures</h2>",
         figures,
-        _failures_section(read_records(run_dir), summary["episodes"]),
+        taxonomy_section(summary, manifest, records, run_dir),
+        _failures_section(records, summary["episodes"]),
         "<h2>Counts</h2>",
         _table(counts_table(summary)),
         "<h2>Configuration</h2>",
@@ -407,6 +411,7 @@ def write_run_report(run_dir: Path) -> Path:
     summary = load_summary(run_dir)
     manifest = read_json(run_dir / MANIFEST_FILE)
     write_run_figures(run_dir)
+    write_category_figure(run_dir, summary)
     path = run_dir / REPORT_FILE
     atomic_write_text(path, render_report(summary, manifest, run_dir))
     return path

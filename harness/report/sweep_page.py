@@ -8,8 +8,9 @@ from harness.analysis.aggregate import collect, single_turn_capacity, write_tabl
 from harness.analysis.summary import SUMMARY_FILE
 from harness.economics.costs import pareto_frontier
 from harness.files import atomic_write_text, read_json
+from harness.report.failure_figures import write_categories_per_run
 from harness.report.run_page import STYLE, _data_uri, _esc, _table
-from harness.report.sweep_figures import sweep_figures
+from harness.report.sweep_figures import run_labels, sweep_figures
 
 REPORT_DIR = "report"
 PAGE = "index.html"
@@ -63,6 +64,10 @@ def write_sweep_report(root: Path) -> list[Path]:
         )
     summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
     figures = sweep_figures(table, summaries, out_dir)
+    runs = list(table["run"])
+    figures += write_categories_per_run(
+        run_labels(table), runs, [summaries[run] for run in runs], out_dir
+    )
     paths += figures
     page = out_dir / PAGE
     simulated = bool(table["simulated"].any())
