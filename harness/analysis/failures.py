@@ -157,7 +157,8 @@ def classify_answers(
     answer = np.asarray(answer, dtype=np.int64)
     base = np.asarray(base, dtype=np.int64)
     truth = np.asarray(truth, dtype=np.int64)
-    values = np.asarray(values, dtype=np.int64).reshape(answer.size, -1)
+    values = np.asarray(values, dtype=np.int64)
+    values = values.reshape(-1, 1) if values.ndim == 1 else values
     dictionary = np.unique(np.asarray(dictionary_values, dtype=np.int64))
     k = values.shape[1]
     total = values.sum(axis=1)
@@ -239,7 +240,7 @@ def chance_counts(
     """
     answer = np.asarray(answer, dtype=np.int64)
     base, truth = np.asarray(base), np.asarray(truth)
-    values = np.asarray(values).reshape(answer.size, -1)
+    values = np.asarray(values)
     counts = np.zeros(len(CATEGORIES), dtype=np.float64)
     if answer.size < 2 or permutations < 1:
         return counts
