@@ -11,7 +11,9 @@ Python loops over records) on a tenth of the episodes, scaled x10, and the colum
 sizes (fastest of ``--repeat`` runs: other processes share the cores). The horizon phase is the
 same code on both paths (``metrics.horizon``: the bootstrap is one weights @ matrix product per
 metric, never a (resamples, episodes, turns) array), so the old path is charged the full-size
-time for it.
+time for it. The error taxonomy (``harness.analysis.failures``: every turn classified, plus
+the permutation chance baseline and the task set rebuilt from the manifest) is timed against
+the same rules written as a loop over records; target under 2 s at 1M turns.
 
     python bench/bench_analysis.py
     python bench/bench_analysis.py --episodes 300   # smaller full size
@@ -30,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.failures import error_taxonomy, one_digit_apart, task_set_of
 from harness.analysis.metrics import horizon, score_matrices
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
 from harness.economics import costs
 from harness.economics.costs import economics
-from harness.files import atomic_write_json
+from harness.files import atomic_write_json, read_json
 from harness.pipeline import make_task_set
 from harness.records.manifest import MANIFEST_FILE, build_manifest
 from harness.records.schema import TURNS_FILE, TurnRecord, latest_records, read_records
@@ -44,6 +47,7 @@ from providers.base import Usage
 
 TURNS, RESAMPLES, P = 1000, 1000, 0.999
 HORIZON = "horizon + bootstrap"
+TAXONOMY = "error taxonomy"
 NO_ANSWER, RETRIED = 0.001, 0.002
 """Shares of replies without an answer tag and of requests that needed one retry."""
 
@@ -133,6 +137,44 @@ def timed(phases: dict[str, float], name: str, fn: Callable):
     return result
 
 
+def loop_taxonomy(records: list[TurnRecord], manifest: dict) -> Counter:
+    """The taxonomy's rules as the obvious loop over records (no chance baseline)."""
+    task_set = task_set_of(manifest)
+    dictionary = set(task_set.values.tolist())
+    by_turn = task_set.step_values.reshape(task_set.samples, task_set.turns, task_set.k)
+    found: Counter = Counter()
+    for record in latest_records(records).values():
+        a, b, t = record.answer, record.base, record.truth
+        if record.status in ("provider_error", "filled"):
+            continue
+        if a is None:
+            found[record.status] += 1
+            continue
+        v = by_turn[record.episode, record.turn].tolist()
+        u = b + sum(v)
+        if a == u:
+            found["correct" if a == t else "carried"] += 1
+        elif a == t:
+            found["recovered"] += 1
+        elif a == b:
+            found["stale"] += 1
+        elif b != 0 and (a == sum(v) or (len(v) > 1 and a == v[-1])):
+            found["value_only"] += 1
+        elif len(v) > 1 and any(a == u - x for x in v):
+            found["skipped_key"] += 1
+        elif len(v) > 1 and any(a == u + x for x in v):
+            found["doubled_key"] += 1
+        elif any(a == u - 2 * x for x in v):
+            found["sign_flip"] += 1
+        elif any(a - u + x in dictionary for x in v):
+            found["wrong_key"] += 1
+        elif abs(a - u) <= 10 or one_digit_apart(a, u):
+            found["arithmetic"] += 1
+        else:
+            found["other"] += 1
+    return found
+
+
 def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     phases: dict[str, float] = {}
     records = timed(phases, "read", lambda: read_records(run_dir))
@@ -146,6 +188,8 @@ def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, "counts", lambda: old_counts(records))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(records, summary, None, 0.5))
+    manifest = read_json(run_dir / MANIFEST_FILE)
+    timed(phases, TAXONOMY, lambda: loop_taxonomy(records, manifest))
     return phases
 
 
@@ -162,6 +206,8 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, "counts", lambda: new_counts(run_dir, table))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(table, summary, None, 0.5))
+    manifest, latest = read_json(run_dir / MANIFEST_FILE), table.latest()
+    timed(phases, TAXONOMY, lambda: error_taxonomy(latest, manifest, turns=TURNS, seed=0))
     return phases
 
 
@@ -218,6 +264,10 @@ def main() -> None:
     print(
         f"{'sum of phases':<22} {sum(old.values()):>17.2f}s {small_total:>13.3f}s "
         f"{new_total:>13.3f}s"
+    )
+    taxonomy_verdict = "met" if new_full[TAXONOMY] < 2 else "MISSED"
+    print(
+        f"error taxonomy, full size: {new_full[TAXONOMY]:.2f} s (target < 2 s: {taxonomy_verdict})"
     )
     verdict = "met" if end_to_end < 5 else "MISSED"
     print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")
