@@ -32,7 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.failures import error_taxonomy, one_digit_apart, task_set_of
+from harness.analysis.failures import (
+    classify_answers,
+    error_taxonomy,
+    one_digit_apart,
+    task_set_of,
+)
 from harness.analysis.metrics import horizon, score_matrices
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
@@ -217,6 +222,17 @@ def summarize_time(run_dir: Path) -> dict[str, float]:
     return phases
 
 
+def worst_case_classification(turns: int) -> float:
+    """Seconds to classify ``turns`` turns whose answers are all wrong (uniform in +-3000)."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(-99, 100, (turns, 1))
+    bases = rng.integers(-3000, 3001, turns)
+    answers = rng.integers(-3000, 3001, turns)
+    start = time.perf_counter()
+    classify_answers(answers, bases, values, bases + values[:, 0], rng.integers(-99, 100, 100))
+    return time.perf_counter() - start
+
+
 def best_of(repeat: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
     """Fastest time of each phase over ``repeat`` runs (other processes share the cores)."""
     runs = [run() for _ in range(repeat)]
@@ -239,6 +255,7 @@ def main() -> None:
         new_small = best_of(args.repeat, lambda: new_path(small, small_episodes))
         new_full = best_of(args.repeat, lambda: new_path(full, args.episodes))
         end_to_end = best_of(args.repeat, lambda: summarize_time(full))["summarize"]
+        worst = min(worst_case_classification(args.episodes * TURNS) for _ in range(args.repeat))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
@@ -268,6 +285,10 @@ def main() -> None:
     taxonomy_verdict = "met" if new_full[TAXONOMY] < 2 else "MISSED"
     print(
         f"error taxonomy, full size: {new_full[TAXONOMY]:.2f} s (target < 2 s: {taxonomy_verdict})"
+    )
+    print(
+        f"classification alone, every turn wrong (random answers), full size: {worst:.2f} s "
+        f"(target < 2 s: {'met' if worst < 2 else 'MISSED'})"
     )
     verdict = "met" if end_to_end < 5 else "MISSED"
     print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")

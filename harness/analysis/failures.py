@@ -164,23 +164,33 @@ def classify_answers(
     total = values.sum(axis=1)
     update = base + total
     miss = answer - update
-    per_key = miss[:, None]
+    codes = np.where(answer == truth, _CODE["correct"], _CODE["carried"]).astype(np.int8)
+    # Most turns of a usable model are right updates: the other rules run on the rest only.
+    rest = np.flatnonzero(miss != 0)
+    if not rest.size:
+        return codes
+    a, b, t, v = answer[rest], base[rest], truth[rest], values[rest]
+    off = miss[rest][:, None]
     several = k > 1
-    # Rules only see the turns no earlier rule took (miss != 0 from "recovered" on), so a
-    # wrong_key w is never v_i itself: that would be a = u.
+    # With a != u, a wrong_key w is never v_i itself (that would be a = u).
     conditions = [
-        (miss == 0) & (answer == truth),
-        miss == 0,
-        answer == truth,
-        answer == base,
-        (base != 0) & ((answer == total) | (several & (answer == values[:, -1]))),
-        several & (per_key == -values).any(axis=1),
-        several & (per_key == values).any(axis=1),
-        (per_key == -2 * values).any(axis=1),
-        _contains(dictionary, per_key + values).any(axis=1),
-        (np.abs(miss) <= ARITHMETIC_DISTANCE) | one_digit_apart(answer, update),
+        a == t,
+        a == b,
+        (b != 0) & ((a == total[rest]) | (several & (a == v[:, -1]))),
+        several & (off == -v).any(axis=1),
+        several & (off == v).any(axis=1),
+        (off == -2 * v).any(axis=1),
+        _contains(dictionary, off + v).any(axis=1),
     ]
-    codes = np.select(conditions, np.arange(len(conditions)), default=_CODE["other"])
+    # The digit comparison loops over digits: run it only where no rule has matched yet.
+    arithmetic = np.abs(miss[rest]) <= ARITHMETIC_DISTANCE
+    check = np.flatnonzero(~arithmetic & ~np.logical_or.reduce(conditions))
+    arithmetic[check] = one_digit_apart(a[check], update[rest][check])
+    conditions.append(arithmetic)
+    first = _CODE["recovered"]
+    codes[rest] = np.select(
+        conditions, np.arange(first, first + len(conditions)), default=_CODE["other"]
+    )
     return codes.astype(np.int8)
 
 
