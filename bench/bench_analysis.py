@@ -43,9 +43,8 @@ from harness.analysis.summary import summarize
 from harness.cli import compose_config
 from harness.economics import costs
 from harness.economics.costs import economics
-from harness.files import atomic_write_json, read_json
 from harness.pipeline import make_task_set
-from harness.records.manifest import MANIFEST_FILE, build_manifest
+from harness.records.manifest import Manifest, build_manifest, read_manifest, write_manifest
 from harness.records.schema import TURNS_FILE, TurnRecord, latest_records, read_records
 from harness.records.table import read_table
 from providers.base import Usage
@@ -71,7 +70,7 @@ def write_run(run_dir: Path, episodes: int) -> None:
     task_set = make_task_set(config)
     manifest = build_manifest(config, task_set, provider_label=f"simulated-p{P}", simulated=True)
     run_dir.mkdir(parents=True)
-    atomic_write_json(run_dir / MANIFEST_FILE, manifest)
+    write_manifest(run_dir, manifest)
 
     rng = np.random.default_rng(0)
     shape = (episodes, TURNS)
@@ -142,7 +141,7 @@ def timed(phases: dict[str, float], name: str, fn: Callable):
     return result
 
 
-def loop_taxonomy(records: list[TurnRecord], manifest: dict) -> Counter:
+def loop_taxonomy(records: list[TurnRecord], manifest: Manifest) -> Counter:
     """The taxonomy's rules as the obvious loop over records (no chance baseline)."""
     task_set = task_set_of(manifest)
     dictionary = set(task_set.values.tolist())
@@ -192,8 +191,8 @@ def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
     timed(phases, "counts", lambda: old_counts(records))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
-    timed(phases, "economics", lambda: economics(records, summary, None, 0.5))
-    manifest = read_json(run_dir / MANIFEST_FILE)
+    timed(phases, "economics", lambda: economics(records, summary.model_dump(mode="json"), None, 0.5))
+    manifest = read_manifest(run_dir)
     timed(phases, TAXONOMY, lambda: loop_taxonomy(records, manifest))
     return phases
 
@@ -210,8 +209,8 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
     timed(phases, "counts", lambda: new_counts(run_dir, table))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
-    timed(phases, "economics", lambda: economics(table, summary, None, 0.5))
-    manifest, latest = read_json(run_dir / MANIFEST_FILE), table.latest()
+    timed(phases, "economics", lambda: economics(table, summary.model_dump(mode="json"), None, 0.5))
+    manifest, latest = read_manifest(run_dir), table.latest()
     timed(phases, TAXONOMY, lambda: error_taxonomy(latest, manifest, turns=TURNS, seed=0))
     return phases
 

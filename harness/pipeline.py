@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from harness.analysis.summary import format_table, summarize, write_summary
+from harness.analysis.run_summary import RunSummary
+from harness.analysis.summary import summarize
 from harness.config import ConfigError, PriceConfig, RunConfig, describe_validation_error
 from harness.economics.budget import LEDGER_DIR, Budget, SweepLedger
 from harness.economics.costs import load_price_table, resolve_price, usage_cost
 from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
-from harness.files import read_json
-from harness.records.manifest import MANIFEST_FILE, build_manifest, write_manifest
+from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
+from harness.records.sessions import SessionRecord, SessionStatus, append_session
 from harness.report.run_page import write_run_report
-from harness.run.cache import CachedProvider, ResponseCache
+from harness.report.text import format_table
+from harness.run.cache import CachedProvider, Endpoint, ResponseCache
 from harness.run.history import HistoryPolicy
 from harness.run.progress import ProgressLine
-from harness.run.runner import EarlyStop, Runner
+from harness.run.runner import Runner, RunProgress
 from providers.base import Provider
 from providers.registry import create_provider
 from tasks.source import load_task_set
@@ -54,10 +56,10 @@ def check_resumable(run_dir: Path, config: RunConfig) -> bool:
     manifest_path = run_dir / MANIFEST_FILE
     if not manifest_path.exists():
         return False
-    previous = read_json(manifest_path)
-    if previous.get("config_hash") == config.config_hash():
+    previous = read_manifest(run_dir)
+    if previous.config_hash == config.config_hash():
         return True
-    changed = _changed_fields(previous.get("config", {}), config.model_dump(mode="json"))
+    changed = _changed_fields(previous.config, config.model_dump(mode="json"))
     raise ConfigError(
         f"{run_dir} holds a run with a different config (changed: {', '.join(changed) or '?'}); "
         "use a new output directory"
@@ -116,34 +118,61 @@ async def make_provider(config: RunConfig) -> Provider:
     return provider
 
 
+def run_price(config: RunConfig, run_dir: Path) -> PriceConfig | None:
+    """The one price of a run: resolved when it starts, read back from its manifest after.
+
+    The budget, the progress line and the summary's economics all use this price, so the
+    price that enforced ``budget.max_usd`` is the one the summary reports.
+    """
+    if (run_dir / MANIFEST_FILE).exists():
+        manifest = read_manifest(run_dir)
+        if manifest.config_hash == config.config_hash() and "price" in manifest.model_fields_set:
+            return manifest.price
+    return resolve_price(config.model, None, load_price_table())
+
+
 async def execute(
     config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
-) -> dict[str, Any]:
+) -> RunSummary | RunEstimate:
     """Run (or resume) the configured experiment in ``run_dir`` and return its summary.
 
+    With ``estimate=true`` nothing runs: the pre-run estimate is printed and returned.
     ``sweep_dir`` is the multirun directory when this run is one job of a sweep: the jobs
     share their spending there, for ``budget.sweep_max_*``.
     """
     task_set = make_task_set(config)
-    price = resolve_price(config.model, None, load_price_table())
+    price = run_price(config, run_dir)
     estimate = estimate_run(config, task_set, price)
     if config.estimate:
         print(format_estimate(estimate, config.budget))
-        return {"status": "estimate", "estimate": dataclasses.asdict(estimate)}
+        return estimate
     check_budget(config, estimate, price)
     run_dir.mkdir(parents=True, exist_ok=True)
     resuming = check_resumable(run_dir, config)
+    started = datetime.now(timezone.utc)
     provider = await make_provider(config)
     if config.cache.active(config.model.temperature):
-        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)))
+        endpoint = Endpoint(
+            provider=config.model.provider,
+            base_url=config.model.provider_options().get("base_url"),
+            label=provider.label,
+        )
+        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
     label = config.model.label or provider.label
     if not resuming:
         write_manifest(
             run_dir,
-            build_manifest(config, task_set, provider_label=label, simulated=provider.simulated),
+            build_manifest(
+                config, task_set, provider_label=label, simulated=provider.simulated, price=price
+            ),
         )
     history = config.history
-    progress_line = ProgressLine(cost_of=lambda usage: usage_cost(usage, price))
+    budget = Budget(
+        limits=config.budget,
+        cost_of=lambda usage: usage_cost(usage, price),
+        ledger=None if sweep_dir is None else SweepLedger(sweep_dir / LEDGER_DIR, job=run_dir.name),
+    )
+    progress_line = ProgressLine(budget, priced=price is not None)
     runner = Runner(
         task_set=task_set,
         provider=provider,
@@ -160,33 +189,35 @@ async def execute(
         run_dir=run_dir,
         concurrency=config.run.concurrency,
         run_seed=config.run.seed,
-        budget=Budget(
-            max_usd=config.budget.max_usd,
-            max_tokens=config.budget.max_tokens,
-            cost_of=lambda usage: usage_cost(usage, price),
-            sweep_max_usd=config.budget.sweep_max_usd,
-            sweep_max_tokens=config.budget.sweep_max_tokens,
-            ledger=None
-            if sweep_dir is None
-            else SweepLedger(sweep_dir / LEDGER_DIR, job=run_dir.name),
-        ),
-        early_stop=EarlyStop(
-            after_failure=config.stop.after_failure,
-            when_decided=config.stop.when_decided,
-            s=config.metrics.s,
-            precision=config.stop.horizon_precision,
-            min_episodes=config.stop.min_episodes,
-            seed=config.metrics.seed,
-        ),
+        budget=budget,
+        stop=config.stop,
+        s=config.metrics.s,
+        decision_seed=config.metrics.seed,
         on_turn=progress_line if config.run.progress else None,
     )
     # The handlers stay until the summary and report are written: a second Ctrl-C that
     # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
     remove_handlers = _handle_signals(runner, run_dir)
     try:
-        return await _run_and_summarize(config, run_dir, runner, provider, progress_line)
+        return await _run_and_summarize(config, run_dir, runner, provider, progress_line, started)
     finally:
         remove_handlers()
+
+
+def _session_end(progress: RunProgress, run_dir: Path) -> tuple[SessionStatus | None, str | None]:
+    """How a session ended, and the one line that says so."""
+    if progress.fatal_error:
+        return "failed", progress.fatal_error
+    if progress.stopped_by and progress.stopped_by.startswith("signal"):
+        return "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
+    if progress.stopped_by:
+        return "stopped", f"stopped early by {progress.stopped_by}"
+    if progress.provider_errors:
+        return None, (
+            f"{progress.provider_errors} turn(s) failed at the provider after retries (last: "
+            f"{progress.last_provider_error}); not scored, re-run by: lhe resume={run_dir}"
+        )
+    return None, None
 
 
 async def _run_and_summarize(
@@ -195,36 +226,31 @@ async def _run_and_summarize(
     runner: Runner,
     provider: Provider,
     progress_line: ProgressLine,
-) -> dict[str, Any]:
+    started: datetime,
+) -> RunSummary:
     try:
         progress = await runner.run()
     finally:
         progress_line.close()
         await provider.aclose()
-    status, note = None, None
-    if progress.fatal_error:
-        status, note = "failed", progress.fatal_error
-    elif progress.stopped_by and progress.stopped_by.startswith("signal"):
-        status, note = "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
-    elif progress.stopped_by:
-        status, note = "stopped", f"stopped early by {progress.stopped_by}"
-    elif progress.provider_errors:
-        note = (
-            f"{progress.provider_errors} turn(s) failed at the provider after retries (last: "
-            f"{progress.last_provider_error}); not scored, re-run by: lhe resume={run_dir}"
-        )
-    summary = summarize(run_dir, status=status, note=note, length_cap=progress.length_cap)
-    summary["stopped_by"] = progress.stopped_by
-    if config.stop.after_failure:
-        summary["notes"] = [
-            "stop.after_failure: each episode ended at its first failure, so turn accuracy "
-            "after it is not measured (later turns average over surviving episodes only)"
-        ]
-    summary["turns_resumed"] = progress.turns_resumed
-    if isinstance(provider, CachedProvider):
-        summary["cache"] = vars(provider.stats)
-    summary["elapsed_s"] = round(time.monotonic() - progress.started, 3)
-    write_summary(run_dir, summary)
+    outcome, note = _session_end(progress, run_dir)
+    append_session(
+        run_dir,
+        SessionRecord(
+            started=started.isoformat(timespec="seconds"),
+            ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            elapsed_s=round(time.monotonic() - progress.started, 3),
+            outcome=outcome,
+            note=note,
+            stopped_by=progress.stopped_by,
+            length_cap=progress.length_cap,
+            turns_resumed=progress.turns_resumed,
+            provider_errors=progress.provider_errors,
+            cache=provider.stats if isinstance(provider, CachedProvider) else None,
+        ),
+    )
+    summary = summarize(run_dir)
+    summary.write(run_dir)
     report = write_run_report(run_dir)
     print(format_table(summary, run_dir, config.metrics.report_turns))
     print(f"           {report}")
@@ -264,6 +290,8 @@ def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
     return remove
 
 
-def run(config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
+) -> RunSummary | RunEstimate:
     """Synchronous entry point."""
     return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))

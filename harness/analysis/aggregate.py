@@ -11,9 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from harness.analysis.summary import SUMMARY_FILE
-from harness.files import read_json
-from harness.records.manifest import MANIFEST_FILE
+from harness.analysis.run_summary import SUMMARY_FILE, RunSummary, read_summary
+from harness.records.manifest import MANIFEST_FILE, read_manifest
 
 REPORT_TURNS = (1, 10, 50, 100)
 """Turns (1-based) whose turn accuracy gets a column of its own."""
@@ -32,8 +31,8 @@ def _at(values: list[float | None], turn: int) -> float | None:
     return values[turn - 1] if 1 <= turn <= len(values) else None
 
 
-def _interval(summary: dict[str, Any], metric: str, turn: int) -> tuple[Any, Any]:
-    bands = (summary.get("ci95") or {}).get(metric)
+def _interval(summary: RunSummary, metric: str, turn: int) -> tuple[Any, Any]:
+    bands = getattr(summary.ci95, metric)
     if not bands or not 1 <= turn <= len(bands) or bands[turn - 1] is None:
         return None, None
     lo, hi = bands[turn - 1]
@@ -42,59 +41,61 @@ def _interval(summary: dict[str, Any], metric: str, turn: int) -> tuple[Any, Any
 
 def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
     """One table row: the run's configuration and its headline results."""
-    summary = read_json(run_dir / SUMMARY_FILE)
-    manifest = read_json(run_dir / MANIFEST_FILE)
-    config = manifest["config"]
-    history = config.get("history", {})
-    horizon = summary.get("horizon") or {}
-    prop1 = summary.get("prop1") or {}
-    ci = horizon.get("ci95") or [None, None]
-    usage = summary["usage"]
-    turns = summary["turns"]
-    target = history.get("target_turn") or turns
+    summary = read_summary(run_dir)
+    manifest = read_manifest(run_dir)
+    history = summary.history
+    horizon = summary.horizon
+    prop1 = summary.prop1
+    ci = (horizon.ci95 if horizon else None) or [None, None]
+    turns = summary.turns
+    target = history.target_turn or turns
     target_lo, target_hi = _interval(summary, "turn_accuracy", target)
     row: dict[str, Any] = {
         "run": str(run_dir.relative_to(root)) if run_dir != root else ".",
-        "model": summary["model"],
-        "simulated": summary["simulated"],
-        "experiment": summary["experiment"],
-        "mode": summary["mode"],
-        "k": summary["k"],
+        "model": summary.model,
+        "simulated": summary.simulated,
+        "experiment": summary.experiment,
+        "mode": summary.mode,
+        "k": summary.k,
         "turns": turns,
-        "episodes": summary["episodes"],
-        "history": history.get("source", "own"),
-        "rate": history.get("rate", 0.0),
-        "window": history.get("window"),
+        "episodes": summary.episodes,
+        "task_set": manifest.task_set.fingerprint,
+        "history": history.source,
+        "rate": history.rate,
+        "window": history.window,
         "target_turn": target,
-        "filled_turns": (history.get("target_turn") or 1) - 1,
-        "votes": summary.get("votes", 1),
-        "status": summary["status"],
-        "horizon_steps": horizon.get("steps"),
+        "filled_turns": (history.target_turn or 1) - 1,
+        "votes": summary.votes,
+        "status": summary.status,
+        "horizon_steps": horizon.steps if horizon else None,
         "horizon_lo": ci[0],
         "horizon_hi": ci[1],
-        "horizon_censored": horizon.get("censored"),
-        "logistic_steps": horizon.get("logistic_steps"),
-        "p_hat": prop1.get("p_hat"),
-        "prop1_steps": prop1.get("predicted_steps"),
-        "target_turn_accuracy": _at(summary["turn_accuracy"], target),
+        "horizon_censored": horizon.censored if horizon else None,
+        "logistic_steps": horizon.logistic_steps if horizon else None,
+        "p_hat": prop1.p_hat if prop1 else None,
+        "prop1_steps": prop1.predicted_steps if prop1 else None,
+        "target_turn_accuracy": _at(summary.turn_accuracy, target),
         "target_turn_lo": target_lo,
         "target_turn_hi": target_hi,
-        "final_task_accuracy": _at(summary["task_accuracy"], turns),
-        "final_index_accuracy": _at(summary["index_accuracy"], turns),
+        "final_task_accuracy": _at(summary.task_accuracy, turns),
+        "final_index_accuracy": _at(summary.index_accuracy, turns),
     }
     for turn in REPORT_TURNS:
-        row[f"turn_acc_{turn}"] = _at(summary["turn_accuracy"], turn)
-    economics = summary.get("economics") or {}
+        row[f"turn_acc_{turn}"] = _at(summary.turn_accuracy, turn)
+    economics = summary.economics
+    spent = summary.tokens_spent
     row.update(
-        cost_usd=economics.get("cost_usd"),
-        usd_per_correct_step=economics.get("usd_per_correct_step"),
-        horizon_steps_per_usd=economics.get("horizon_steps_per_usd"),
-        prompt_tokens=usage["prompt_tokens"],
-        completion_tokens=usage["completion_tokens"],
-        tokens_estimated=usage["estimated"],
-        format_errors=summary["format_errors"],
-        provider_errors=summary["provider_errors"],
-        elapsed_s=summary.get("elapsed_s"),
+        cost_usd=economics.cost_usd if economics else None,
+        usd_per_correct_step=economics.usd_per_correct_step if economics else None,
+        horizon_steps_per_usd=economics.horizon_steps_per_usd if economics else None,
+        tokens_spent=spent.total,
+        prompt_tokens_spent=spent.prompt_tokens,
+        completion_tokens_spent=spent.completion_tokens,
+        tokens_replayed=summary.tokens_replayed,
+        tokens_estimated=spent.estimated,
+        format_errors=summary.format_errors,
+        provider_errors=summary.provider_errors,
+        elapsed_s=summary.elapsed_s,
     )
     return row
 

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import math
 import typing
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.analysis.metrics import UNSCORED_STATUSES
 from harness.config import TaskConfig
+from harness.records.manifest import Manifest
+from harness.records.schema import UNSCORED_STATUSES
 from harness.records.table import RecordTable
 from tasks.source import load_task_set
 from tasks.taskset import TaskSet
@@ -321,14 +322,14 @@ class ErrorTaxonomy(BaseModel):
         return [(name, c) for name, c in ranked[:n] if c.count > 0]
 
 
-def task_set_of(manifest: dict[str, Any]) -> TaskSet | str:
+def task_set_of(manifest: Manifest) -> TaskSet | str:
     """The run's task set rebuilt from its manifest, or why it cannot be.
 
     The records hold each turn's words, not their values, so the values come from the task
     set; its fingerprint must match the manifest's, or the values would be another run's.
     """
     try:
-        task = TaskConfig.model_validate(manifest["config"]["task"])
+        task = TaskConfig.model_validate(manifest.config["task"])
         task_set = load_task_set(
             samples=task.samples,
             turns=task.turns,
@@ -341,8 +342,7 @@ def task_set_of(manifest: dict[str, Any]) -> TaskSet | str:
         )
     except (KeyError, TypeError, ValueError, ValidationError, OSError) as exc:
         return f"the task set could not be rebuilt ({str(exc).splitlines()[0]})"
-    expected = manifest.get("task_set", {}).get("fingerprint")
-    if expected is not None and task_set.fingerprint != expected:
+    if task_set.fingerprint != manifest.task_set.fingerprint:
         return "the rebuilt task set differs from the run's (fingerprint mismatch)"
     return task_set
 
@@ -367,7 +367,7 @@ def classify_run(latest: RecordTable, task_set: TaskSet) -> np.ndarray:
 
 
 def error_taxonomy(
-    latest: RecordTable, manifest: dict[str, Any], *, turns: int, seed: int
+    latest: RecordTable, manifest: Manifest, *, turns: int, seed: int
 ) -> ErrorTaxonomy:
     """The taxonomy of a run: shares overall and per turn, with the chance baseline.
 
@@ -435,22 +435,3 @@ def dictionary_coverage(values: np.ndarray) -> float | None:
         return None
     distinct = np.unique(values)
     return float(distinct.size / (int(distinct[-1]) - int(distinct[0]) + 1))
-
-
-def taxonomy_line(taxonomy: dict[str, Any] | None) -> str | None:
-    """One line for the printed table: the two most frequent error categories."""
-    if not taxonomy:
-        return None
-    parsed = ErrorTaxonomy.model_validate(taxonomy)
-    if parsed.unavailable:
-        return f"failures   n/a ({parsed.unavailable})"
-    top = parsed.top(2)
-    if not top:
-        return "failures   no wrong turn"
-    parts = []
-    for name, entry in top:
-        text = f"{name} {entry.share:.0%}"
-        if entry.chance_share is not None:
-            text += f" (chance {entry.chance_share:.0%})"
-        parts.append(text)
-    return f"failures   {', '.join(parts)} of {parsed.wrong_turns:,} wrong turns"

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from harness.analysis.metrics import FORMAT_ERRORS, column_means
-from harness.records.schema import TURNS_FILE, iter_records
+from harness.analysis.metrics import column_means, score_matrices
+from harness.records.schema import FORMAT_ERRORS, TURNS_FILE, iter_records
 from harness.records.table import RecordTable
 from tasks.parsing import flexible_answer
 
@@ -98,25 +98,11 @@ def flexible_scores(
             answer[row], has_answer[row] = value, True
             extracted += 1
     lenient = dataclasses.replace(latest, answer=answer, has_answer=has_answer)
-    scores = lenient.score_matrices(episodes=episodes, turns=turns, k=k)
+    scores = score_matrices(lenient, episodes=episodes, turns=turns, k=k)
     rescued = has_answer[rows] & (answer[rows] == latest.truth[rows])
     curve = column_means(scores.index_correct)
     return FlexibleScores(
         index_accuracy=[float(v) if np.isfinite(v) else None for v in curve],
         turns_rescued=int(rescued.sum()),
         turns_extracted=extracted,
-    )
-
-
-def flexible_line(flexible: dict | None, report_turns: list[int]) -> str | None:
-    """One line for the printed table: index accuracy at the report turns, strict vs flexible."""
-    if not flexible:
-        return None
-    curve = flexible["index_accuracy"]
-    shown = [t for t in report_turns if 1 <= t <= len(curve) and curve[t - 1] is not None]
-    values = ", ".join(f"{curve[t - 1]:.3f}" for t in shown)
-    at = f"index acc {values} at turns {', '.join(map(str, shown))}; " if shown else ""
-    return (
-        f"flexible   {at}last integer of {flexible['turns_extracted']:,} tagless replies, "
-        f"{flexible['turns_rescued']:,} of them right"
     )

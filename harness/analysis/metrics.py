@@ -27,18 +27,14 @@ from harness.analysis.statistics import (
     column_percentiles,
     crossing_points,
     episode_weights,
+    finite_or_none,
     independent_error_horizon,
     logistic_crossing,
     logistic_fit,
     percentile_interval,
     weighted_column_means,
 )
-from harness.records.schema import TurnRecord, latest_records
-
-UNSCORED_STATUSES = ("provider_error", "filled")
-"""Statuses that carry no score: the provider failed, or the turn was filled without a call."""
-FORMAT_ERRORS = ("no_answer", "bad_format", "unterminated_think")
-"""Statuses that mean the provider answered but the reply held no usable integer."""
+from harness.records.table import RecordTable
 
 
 @dataclass(frozen=True)
@@ -56,20 +52,19 @@ class ScoreMatrices:
         return np.arange(1, self.index_correct.shape[1] + 1, dtype=np.float64) * self.k
 
 
-def score_matrices(
-    records: list[TurnRecord], *, episodes: int, turns: int, k: int
-) -> ScoreMatrices:
-    """Arrange records into (episodes x turns) score matrices."""
+def score_matrices(table: RecordTable, *, episodes: int, turns: int, k: int) -> ScoreMatrices:
+    """Arrange a run's records into (episodes x turns) score matrices.
+
+    Every row of ``table`` is taken as the one record of its (episode, turn): pass the table
+    :meth:`~harness.records.table.RecordTable.latest` returns, so a resumed turn supersedes
+    its failed attempt.
+    """
+    scored = table.scored() & (table.episode < episodes) & (table.turn < turns)
+    rows, cols = table.episode[scored], table.turn[scored]
     index_correct = np.full((episodes, turns), np.nan)
     turn_correct = np.full((episodes, turns), np.nan)
-    for (episode, turn), record in latest_records(records).items():
-        if record.status in UNSCORED_STATUSES or episode >= episodes or turn >= turns:
-            continue
-        answer = record.answer
-        index_correct[episode, turn] = float(answer is not None and answer == record.truth)
-        turn_correct[episode, turn] = float(
-            answer is not None and answer == record.base + record.delta
-        )
+    index_correct[rows, cols] = table.index_correct()[scored]
+    turn_correct[rows, cols] = table.turn_correct()[scored]
     return ScoreMatrices(
         index_correct=index_correct,
         turn_correct=turn_correct,
@@ -144,7 +139,9 @@ def horizon(
                 boot_crossing, _ = crossing_points(boot, lengths, s)
                 ci95 = percentile_interval(boot_crossing)
             lo, hi = column_percentiles(boot, [2.5, 97.5])
-            curve_ci[name] = [[_finite(a), _finite(b)] for a, b in zip(lo, hi, strict=True)]
+            curve_ci[name] = [
+                [finite_or_none(a), finite_or_none(b)] for a, b in zip(lo, hi, strict=True)
+            ]
 
     return (
         Horizon(
@@ -184,7 +181,3 @@ def prop1(scores: ScoreMatrices, s: float) -> dict[str, float | None]:
     p_hat = per_step_accuracy(scores.turn_correct, scores.k)
     predicted = None if p_hat is None else independent_error_horizon(p_hat, s)
     return {"p_hat": p_hat, "predicted_steps": predicted}
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -147,3 +148,13 @@ def independent_error_horizon(p: float, s: float) -> float | None:
     if not 0.0 < p < 1.0:
         return None
     return math.log(s) / math.log(p)
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON's spelling of a number: NaN and infinities (not scored, undefined) become None."""
+    return float(value) if np.isfinite(value) else None
+
+
+def nan_for_none(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
+    """The inverse of :func:`finite_or_none` over a sequence: None becomes NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

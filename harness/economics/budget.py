@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.config import BudgetConfig
 from harness.files import atomic_write_json, read_json
 from harness.records.schema import TurnRecord
 from providers.base import Usage
@@ -73,13 +74,15 @@ class SweepLedger:
 
 @dataclass
 class Budget:
-    """Running totals of one run against its own limits and its sweep's."""
+    """The run's one running tally of spending, against its own limits and its sweep's.
 
-    max_usd: float | None = None
-    max_tokens: int | None = None
+    The progress line reads this tally too, so what it shows is what the limits check.
+    """
+
+    limits: BudgetConfig = field(default_factory=BudgetConfig)
+    """``budget.*`` of the config."""
     cost_of: CostFunction | None = None
-    sweep_max_usd: float | None = None
-    sweep_max_tokens: int | None = None
+    """Dollars of one request's usage at the run's price (None: unknown)."""
     ledger: SweepLedger | None = None
     """Where the sweep's jobs share their spending; None outside a sweep (the sweep limits
     then apply to this run alone)."""
@@ -108,18 +111,19 @@ class Budget:
 
     def exhausted(self) -> str | None:
         """The limit that was reached, as the config field that set it, or None."""
-        if self.max_tokens is not None and self.spent_tokens >= self.max_tokens:
+        limits = self.limits
+        if limits.max_tokens is not None and self.spent_tokens >= limits.max_tokens:
             return "budget.max_tokens"
-        if self.max_usd is not None and self.spent_usd >= self.max_usd:
+        if limits.max_usd is not None and self.spent_usd >= limits.max_usd:
             return "budget.max_usd"
-        if self.sweep_max_tokens is None and self.sweep_max_usd is None:
+        if limits.sweep_max_tokens is None and limits.sweep_max_usd is None:
             return None
         other_tokens, other_usd = self.ledger.others() if self.ledger else (0, 0.0)
         if (
-            self.sweep_max_tokens is not None
-            and self.spent_tokens + other_tokens >= self.sweep_max_tokens
+            limits.sweep_max_tokens is not None
+            and self.spent_tokens + other_tokens >= limits.sweep_max_tokens
         ):
             return "budget.sweep_max_tokens"
-        if self.sweep_max_usd is not None and self.spent_usd + other_usd >= self.sweep_max_usd:
+        if limits.sweep_max_usd is not None and self.spent_usd + other_usd >= limits.sweep_max_usd:
             return "budget.sweep_max_usd"
         return None

@@ -7,9 +7,9 @@ attempt succeeds, and that is what :func:`economics` reports next to the horizon
 
 Two kinds of figures are kept apart:
 
-* *spend* (``tokens``, ``requests``, ``cost_usd``): what this run paid. A reply served by the
-  harness's response cache cost nothing, so its tokens are only counted, as
-  ``cached_replay_tokens``.
+* *spend* (``cost_usd`` here, ``tokens_spent`` in the summary): what this run paid. A reply
+  served by the harness's response cache cost nothing, so its tokens are only counted, as
+  ``tokens_replayed``.
 * *rates* (per turn, per episode, per correct step, to the horizon): what running this model on
   this task costs. They count a replayed reply at the usage of the request that first produced
   it, so a run answered from the cache reports the same economics as the run that filled it.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -116,12 +115,6 @@ def resolve_price(
     return None
 
 
-def reported_model_id(records: list[TurnRecord]) -> str | None:
-    """The model id the provider reported most often in a run (None if it never said)."""
-    ids = Counter(r.model_id for r in records if r.model_id)
-    return ids.most_common(1)[0][0] if ids else None
-
-
 def _cost(prompt: Any, cached: Any, completion: Any, price: PriceConfig) -> Any:
     """Dollars for token counts (scalars or arrays alike): the one pricing formula."""
     cached = np.minimum(cached, prompt)
@@ -198,9 +191,10 @@ def economics(
     Returns:
         A JSON-ready dict:
 
-        * ``tokens`` (prompt, completion, reasoning, cached, total, estimated), ``requests``
-          and ``cost_usd``: what this run spent; replies from the response cache are excluded
-          and their prompt + completion tokens reported as ``cached_replay_tokens``.
+        * ``cost_usd``: what this run paid (replies from the response cache cost nothing);
+          the tokens it paid for are the summary's ``tokens_spent``
+          (:meth:`~harness.records.table.RecordTable.tokens_spent`), the replayed ones its
+          ``tokens_replayed``.
         * ``tokens_per_turn``: tokens per model-called turn (filled turns are not calls).
         * ``tokens_per_episode`` and ``cost_per_episode_usd``: means over episodes that
           called the model.
@@ -230,24 +224,15 @@ def economics(
     turns, k = int(summary["turns"]), int(summary["k"])
     turns_called = _distinct(c["episode"][called] * turns + c["turn"][called])
     episodes_called = _distinct(c["episode"][called])
-    scores = table.latest().score_matrices(episodes=int(summary["episodes"]), turns=turns, k=k)
-    correct_steps = int(np.nansum(scores.turn_correct)) * k
+    latest = table.latest()
+    in_run = (latest.episode < int(summary["episodes"])) & (latest.turn < turns)
+    correct_steps = int((latest.turn_correct() & in_run).sum()) * k
     all_tokens = total(tokens, called)
     all_cost = total(costs, called)
     to_horizon = _to_horizon(c, called, tokens, costs, summary, s)
     attempt_cost = None if to_horizon is None else to_horizon["cost_per_attempt_usd"]
     return {
         "price": None if price is None else price.model_dump(),
-        "tokens": {
-            "prompt": int(c["prompt"][spent].sum()),
-            "completion": int(c["completion"][spent].sum()),
-            "reasoning": int(c["reasoning"][spent].sum()),
-            "cached": int(c["cached"][spent].sum()),
-            "total": int(tokens[spent].sum()),
-            "estimated": bool(c["estimated"][spent].any()),
-        },
-        "requests": int(spent.sum()),
-        "cached_replay_tokens": int(tokens[c["cache_hit"] & called].sum()),
         "cost_usd": total(costs, spent),
         "tokens_per_turn": _ratio(all_tokens, turns_called),
         "tokens_per_episode": _ratio(all_tokens, episodes_called),

@@ -35,6 +35,12 @@ TurnStatus = Literal[
 ]
 
 
+FORMAT_ERRORS = ("no_answer", "bad_format", "unterminated_think")
+"""Statuses that mean the provider answered but the reply held no usable integer."""
+UNSCORED_STATUSES = ("provider_error", "filled")
+"""Statuses that carry no score: the provider failed, or the turn was filled without a call."""
+
+
 class TurnRecord(BaseModel):
     """One finished turn of one episode."""
 
@@ -106,6 +112,37 @@ class TurnRecord(BaseModel):
         if self.outcome != "ok" or self.filled:
             return None
         return self.status  # type: ignore[return-value]
+
+
+class TokenTally(BaseModel):
+    """Tokens of the requests a run paid for: model calls not served by the response cache."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = 0
+    """Tokens read, provider-side prompt-cache hits included."""
+    completion_tokens: int = 0
+    """Tokens generated, reasoning included."""
+    reasoning_tokens: int = 0
+    """Part of ``completion_tokens`` spent in a hidden reasoning channel."""
+    cached_tokens: int = 0
+    """Part of ``prompt_tokens`` the provider served from its prompt cache (priced lower)."""
+    total: int = 0
+    """prompt + completion."""
+    requests: int = 0
+    """Paid requests."""
+    estimated: bool = False
+    """True when any count was approximated by the harness, not reported by the backend."""
+
+
+def fails_task(record: TurnRecord) -> bool:
+    """The one rule for "this turn failed the task": scored, and not the true running total.
+
+    That covers wrong numbers, format errors (no answer) and running out of context. A
+    provider error or a filled-in turn was never the model's answer, so it fails nothing.
+    :meth:`harness.records.table.RecordTable.fails_task` is the same rule over columns.
+    """
+    return record.status not in UNSCORED_STATUSES and record.answer != record.truth
 
 
 class TurnWriter:

@@ -28,9 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from harness.analysis.metrics import UNSCORED_STATUSES, ScoreMatrices, task_correctness
-from harness.records.schema import TURNS_FILE, TurnRecord, TurnStatus, read_records
-from providers.base import Usage
+from harness.records.schema import (
+    TURNS_FILE,
+    UNSCORED_STATUSES,
+    TokenTally,
+    TurnRecord,
+    TurnStatus,
+    read_records,
+)
 
 STATUSES: tuple[str, ...] = typing.get_args(TurnStatus)
 """Every record status; ``RecordTable.status`` holds indices into this tuple."""
@@ -186,12 +191,42 @@ class RecordTable:
             Counter(),
         )
 
-    def usage(self) -> Usage:
-        """Token counts summed over the records."""
-        return Usage(
-            **{name: int(getattr(self, name).sum()) for name in _USAGE_FIELDS},
-            estimated=bool(self.estimated.any()),
+    def scored(self) -> np.ndarray:
+        """Mask of the records that carry a score (not a provider error, not filled)."""
+        return ~self.is_status(*UNSCORED_STATUSES)
+
+    def index_correct(self) -> np.ndarray:
+        """Mask of the scored records whose answer is the true running total."""
+        return self.scored() & self.has_answer & (self.answer == self.truth)
+
+    def turn_correct(self) -> np.ndarray:
+        """Mask of the scored records whose answer is the shown base plus this turn's values."""
+        return self.scored() & self.has_answer & (self.answer == self.base + self.delta)
+
+    def fails_task(self) -> np.ndarray:
+        """Mask of the records that failed the task: scored, and not the true total.
+
+        The rule of :func:`~harness.records.schema.fails_task`, over columns.
+        """
+        return self.scored() & ~self.index_correct()
+
+    def tokens_spent(self) -> TokenTally:
+        """What the records paid for: model calls not served by the response cache.
+
+        Superseded attempts count (they were paid for); filled turns made no call.
+        """
+        paid = ~self.cache_hit & ~self.filled
+        return TokenTally(
+            **{name: int(getattr(self, name)[paid].sum()) for name in _USAGE_FIELDS},
+            total=int((self.prompt_tokens[paid] + self.completion_tokens[paid]).sum()),
+            requests=int(paid.sum()),
+            estimated=bool(self.estimated[paid].any()),
         )
+
+    def tokens_replayed(self) -> int:
+        """Prompt + completion tokens of the replies the response cache served."""
+        hits = self.cache_hit & ~self.filled
+        return int((self.prompt_tokens[hits] + self.completion_tokens[hits]).sum())
 
     def reported_model_id(self) -> str | None:
         """The model id reported most often (ties: the one seen first), None if never one."""
@@ -199,29 +234,6 @@ class RecordTable:
         if not reported.size:
             return None
         return self.model_ids[int(np.bincount(reported).argmax())]
-
-    def score_matrices(self, *, episodes: int, turns: int, k: int) -> ScoreMatrices:
-        """Score matrices by the rules of :func:`harness.analysis.metrics.score_matrices`.
-
-        Every row is taken as the one record of its (episode, turn): call it on the table
-        :meth:`latest` returns.
-        """
-        scored = (
-            ~self.is_status(*UNSCORED_STATUSES) & (self.episode < episodes) & (self.turn < turns)
-        )
-        rows, cols = self.episode[scored], self.turn[scored]
-        answered = self.has_answer[scored]
-        answer = self.answer[scored]
-        index_correct = np.full((episodes, turns), np.nan)
-        turn_correct = np.full((episodes, turns), np.nan)
-        index_correct[rows, cols] = answered & (answer == self.truth[scored])
-        turn_correct[rows, cols] = answered & (answer == self.base[scored] + self.delta[scored])
-        return ScoreMatrices(
-            index_correct=index_correct,
-            turn_correct=turn_correct,
-            task_correct=task_correctness(index_correct),
-            k=k,
-        )
 
 
 def read_table(run_dir: Path) -> RecordTable:

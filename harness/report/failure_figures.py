@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from harness.analysis.failures import CATEGORIES, EXPECTED_UPDATE
+from harness.analysis.failures import CATEGORIES, EXPECTED_UPDATE, ErrorTaxonomy
+from harness.analysis.run_summary import RunSummary
 from harness.report.run_figures import DPI, FIGURE_SIZE, literal
 
 CATEGORY_FIGURE = "error_categories.png"
@@ -57,18 +57,18 @@ def _stack(
         bottom = bottom + height
 
 
-def categories_by_turn_figure(taxonomy: dict[str, Any]) -> Figure | None:
+def categories_by_turn_figure(taxonomy: ErrorTaxonomy) -> Figure | None:
     """Share of each category among the wrong turns at every turn (None: nothing wrong).
 
     Consecutive turns are pooled into at most :data:`MAX_BARS` bars, weighting each turn by
     its number of wrong turns; the grey line is that number.
     """
-    wrong = np.asarray(taxonomy.get("wrong_per_turn") or [], dtype=np.float64)
+    wrong = np.asarray(taxonomy.wrong_per_turn, dtype=np.float64)
     if not wrong.sum():
         return None
     counts = {
         name: np.nan_to_num(np.array(shares, dtype=np.float64)) * wrong
-        for name, shares in taxonomy["per_turn"].items()
+        for name, shares in taxonomy.per_turn.items()
     }
     turns = wrong.size
     edges = np.unique(np.linspace(0, turns, min(turns, MAX_BARS) + 1).round().astype(int))
@@ -103,11 +103,12 @@ def categories_by_turn_figure(taxonomy: dict[str, Any]) -> Figure | None:
     return figure
 
 
-def write_category_figure(run_dir: Path, summary: dict[str, Any]) -> Path | None:
+def write_category_figure(run_dir: Path, summary: RunSummary) -> Path | None:
     """Write :data:`CATEGORY_FIGURE` into ``run_dir`` when the run has a wrong turn."""
-    taxonomy = summary.get("error_taxonomy") or {}
+    taxonomy = summary.error_taxonomy
     path = run_dir / CATEGORY_FIGURE
-    figure = None if taxonomy.get("unavailable") else categories_by_turn_figure(taxonomy)
+    usable = taxonomy is not None and not taxonomy.unavailable
+    figure = categories_by_turn_figure(taxonomy) if usable else None
     if figure is None:
         path.unlink(missing_ok=True)  # a rebuilt report must not show a stale figure
         return None
@@ -115,14 +116,16 @@ def write_category_figure(run_dir: Path, summary: dict[str, Any]) -> Path | None
     return path
 
 
-def scored_shares(taxonomy: dict[str, Any]) -> dict[str, float]:
+def scored_shares(taxonomy: ErrorTaxonomy) -> dict[str, float]:
     """Share of all scored turns per category (correct and carried included)."""
-    counts = {name: entry["count"] for name, entry in (taxonomy.get("overall") or {}).items()}
+    counts = {name: entry.count for name, entry in taxonomy.overall.items()}
     scored = sum(counts.values())
     return {name: n / scored for name, n in counts.items() if n} if scored else {}
 
 
-def categories_per_run_figure(labels: Sequence[str], taxonomies: Sequence[dict]) -> Figure | None:
+def categories_per_run_figure(
+    labels: Sequence[str], taxonomies: Sequence[ErrorTaxonomy]
+) -> Figure | None:
     """One stacked bar per run: the share of its scored turns in every category.
 
     Over all scored turns, not only the wrong ones, so that a run whose errors turned into
@@ -148,7 +151,7 @@ def categories_per_run_figure(labels: Sequence[str], taxonomies: Sequence[dict])
 
 
 def write_categories_per_run(
-    labels: Sequence[str], runs: Sequence[str], summaries: Sequence[dict[str, Any]], out_dir: Path
+    labels: Sequence[str], runs: Sequence[str], summaries: Sequence[RunSummary], out_dir: Path
 ) -> list[Path]:
     """Write :data:`SWEEP_CATEGORY_FIGURE` for a sweep; [] when fewer than two runs have one.
 
@@ -160,10 +163,9 @@ def write_categories_per_run(
         f"{lb} [{run}]" if lb in repeated else lb for lb, run in zip(labels, runs, strict=True)
     ]
     rows = [
-        (label, summary.get("error_taxonomy"))
-        for label, summary in zip(labels, summaries, strict=True)
+        (label, summary.error_taxonomy) for label, summary in zip(labels, summaries, strict=True)
     ]
-    rows = [(label, t) for label, t in rows if t and not t.get("unavailable")]
+    rows = [(label, t) for label, t in rows if t is not None and not t.unavailable]
     figure = categories_per_run_figure([r[0] for r in rows], [r[1] for r in rows])
     if figure is None:
         return []

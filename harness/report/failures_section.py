@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,6 +24,8 @@ from harness.analysis.failures import (
     task_set_of,
     turn_values,
 )
+from harness.analysis.run_summary import RunSummary
+from harness.records.manifest import Manifest
 from harness.records.schema import TurnRecord, latest_records
 from harness.records.table import RecordTable
 from harness.report.failure_figures import CATEGORY_COLORS, CATEGORY_FIGURE
@@ -87,7 +88,7 @@ def _clip(text: str) -> str:
 
 
 def example_rows(
-    records: list[TurnRecord], manifest: dict[str, Any]
+    records: list[TurnRecord], manifest: Manifest
 ) -> list[tuple[str, TurnRecord, list[int]]]:
     """The earliest turn (by episode, then turn) of every category but ``correct``.
 
@@ -147,14 +148,13 @@ def example_table(examples: list[tuple[str, TurnRecord, list[int]]]) -> str:
 
 
 def taxonomy_section(
-    summary: dict[str, Any], manifest: dict[str, Any], records: list[TurnRecord], run_dir: Path
+    summary: RunSummary, manifest: Manifest, records: list[TurnRecord], run_dir: Path
 ) -> str:
     """The "How it failed" heading and the taxonomy under it (table, figure, examples)."""
     parts = ["<h2>How it failed</h2>"]
-    raw = summary.get("error_taxonomy")
-    if not raw:
+    taxonomy = summary.error_taxonomy
+    if taxonomy is None:
         return parts[0]
-    taxonomy = ErrorTaxonomy.model_validate(raw)
     if taxonomy.unavailable:
         parts.append(f"<p>No error taxonomy: {_esc(taxonomy.unavailable)}.</p>")
         return "\n".join(parts)

@@ -15,14 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from harness.analysis.summary import SUMMARY_FILE
-from harness.files import read_json
+from harness.analysis.run_summary import RunSummary
+from harness.analysis.statistics import nan_for_none
+from harness.report.text import horizon_phrase
 
 TURN_FIGURE = "turn_accuracy.png"
 TASK_FIGURE = "task_accuracy.png"
@@ -32,11 +32,6 @@ FIGURE_SIZE = (8.0, 4.6)
 DPI = 120
 MAX_MARKED_POINTS = 60
 """Curves with more points are drawn without markers, which would merge into a thick line."""
-
-
-def _floats(values: Sequence[float | None] | np.ndarray) -> np.ndarray:
-    """A float array with None (JSON's spelling of "not scored") turned into NaN."""
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,12 +51,12 @@ class CurveSeries:
     linestyle: str = "-"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "x", _floats(self.x))
-        object.__setattr__(self, "y", _floats(self.y))
+        object.__setattr__(self, "x", nan_for_none(self.x))
+        object.__setattr__(self, "y", nan_for_none(self.y))
         for name in ("lo", "hi"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, _floats(value))
+                object.__setattr__(self, name, nan_for_none(value))
         for name in ("y", "lo", "hi"):
             value = getattr(self, name)
             if value is not None and value.shape != self.x.shape:
@@ -149,12 +144,8 @@ def plot_turn_accuracy(
 def horizon_label(mark: HorizonMark, s: float) -> str:
     """Legend text of an observed horizon; a censored one reads as the lower bound it is."""
     prefix = f"{mark.label}: " if mark.label else ""
-    if mark.censored:
-        return f"{prefix}observed $H_{{{s:g}}}$ >= {mark.steps:.0f} steps (censored)"
-    text = f"{prefix}observed $H_{{{s:g}}}$ = {mark.steps:.1f} steps"
-    if mark.ci95 is not None:
-        text += f", 95% CI [{mark.ci95[0]:.1f}, {mark.ci95[1]:.1f}]"
-    return text
+    phrase = horizon_phrase(mark.steps, s=s, censored=mark.censored, ci95=mark.ci95)
+    return f"{prefix}observed $H_{{{s:g}}}$ {'' if mark.censored else '= '}{phrase}"
 
 
 def plot_task_accuracy(
@@ -212,10 +203,10 @@ def plot_task_accuracy(
     ax.set_xlim(0.0, x_max * 1.01)
 
 
-def run_description(summary: dict[str, Any]) -> str:
+def run_description(summary: RunSummary) -> str:
     """``model, mode, K=k`` with a SIMULATED tag: the words every figure and report names."""
-    text = f"{summary['model']}, {summary['mode']}, K={summary['k']}"
-    return text + " [SIMULATED]" if summary["simulated"] else text
+    text = f"{summary.model}, {summary.mode}, K={summary.k}"
+    return text + " [SIMULATED]" if summary.simulated else text
 
 
 def literal(text: str) -> str:
@@ -224,7 +215,7 @@ def literal(text: str) -> str:
 
 
 def summary_series(
-    summary: dict[str, Any],
+    summary: RunSummary,
     metric: str,
     *,
     label: str,
@@ -233,10 +224,10 @@ def summary_series(
     band: bool = True,
 ) -> CurveSeries:
     """One per-turn curve of a summary, x in turns (1-based) or, with ``per_step``, in steps."""
-    values = summary[metric]
+    values = getattr(summary, metric)
     turns = np.arange(1, len(values) + 1, dtype=np.float64)
-    x = turns * summary["k"] if per_step else turns
-    intervals = (summary.get("ci95") or {}).get(metric) if band else None
+    x = turns * summary.k if per_step else turns
+    intervals = getattr(summary.ci95, metric) if band else None
     lo = hi = None
     if intervals is not None:
         lo = [pair[0] if pair else None for pair in intervals]
@@ -244,7 +235,7 @@ def summary_series(
     return CurveSeries(label=label, x=x, y=values, lo=lo, hi=hi, color=color)
 
 
-def turn_accuracy_figure(summary: dict[str, Any]) -> Figure:
+def turn_accuracy_figure(summary: RunSummary) -> Figure:
     """Turn accuracy (with its band) and index accuracy of one run."""
     figure = Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
     ax = figure.add_subplot()
@@ -257,18 +248,20 @@ def turn_accuracy_figure(summary: dict[str, Any]) -> Figure:
             ),
         ],
         title=literal(f"Accuracy per turn: {run_description(summary)}"),
-        legend_title=literal(f"{summary['model']} ({summary['mode']})"),
+        legend_title=literal(f"{summary.model} ({summary.mode})"),
     )
     return figure
 
 
-def task_accuracy_figure(summary: dict[str, Any]) -> Figure:
+def task_accuracy_figure(summary: RunSummary) -> Figure:
     """Task accuracy against length, the observed H_s and Proposition 1's prediction."""
-    h = summary["horizon"]
-    p1 = summary["prop1"]
+    h = summary.horizon
+    p1 = summary.prop1
+    if h is None or p1 is None:
+        raise ValueError("task_accuracy_figure: a rewritten history has no task accuracy")
     figure = Figure(figsize=FIGURE_SIZE, dpi=DPI, layout="constrained")
     ax = figure.add_subplot()
-    ci = h.get("ci95")
+    ci = h.ci95
     plot_task_accuracy(
         ax,
         [
@@ -276,52 +269,41 @@ def task_accuracy_figure(summary: dict[str, Any]) -> Figure:
                 summary, "task_accuracy", label="task accuracy", per_step=True, color="C0"
             )
         ],
-        s=h["s"],
+        s=h.s,
         horizons=[
             HorizonMark(
                 label="",
-                steps=h["steps"],
+                steps=h.steps,
                 ci95=(ci[0], ci[1]) if ci else None,
-                censored=h["censored"],
+                censored=h.censored,
                 color="C2",
             )
         ]
-        if h["steps"] is not None
+        if h.steps is not None
         else [],
         predictions=(
             [
                 Prop1Curve(
                     label="",
-                    p_hat=p1["p_hat"],
-                    predicted_steps=p1["predicted_steps"],
+                    p_hat=p1.p_hat,
+                    predicted_steps=p1.predicted_steps,
                     color="C3",
                 )
             ]
-            if p1.get("p_hat") is not None
+            if p1.p_hat is not None
             else []
         ),
         title=literal(f"Task accuracy vs length: {run_description(summary)}"),
-        legend_title=literal(f"{summary['model']} ({summary['mode']})"),
+        legend_title=literal(f"{summary.model} ({summary.mode})"),
     )
     return figure
 
 
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """A run's ``summary.json``, or a one-line error saying how to make it."""
-    path = run_dir / SUMMARY_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: finish the run, or rebuild it with lhe-summarize"
-        )
-    return read_json(path)
-
-
-def write_run_figures(run_dir: Path) -> list[Path]:
+def write_run_figures(run_dir: Path, summary: RunSummary) -> list[Path]:
     """Write the run's figures as PNGs into ``run_dir`` and return their paths."""
-    summary = load_summary(run_dir)
     written = []
     figures = [(TURN_FIGURE, turn_accuracy_figure)]
-    if summary.get("horizon") is not None:  # no task accuracy under a rewritten history
+    if summary.horizon is not None:  # no task accuracy under a rewritten history
         figures.append((TASK_FIGURE, task_accuracy_figure))
     for name, build in figures:
         path = run_dir / name

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator, ScalarFormatter
 
+from harness.analysis.run_summary import HorizonSummary, RunSummary
 from harness.economics.costs import pareto_frontier
 from harness.report.run_figures import (
     DPI,
@@ -123,8 +123,15 @@ def _series_by_model(
     ]
 
 
+def _horizon(summary: RunSummary) -> HorizonSummary:
+    """The horizon of a run the sweep table lists as having one."""
+    if summary.horizon is None:
+        raise ValueError(f"{summary.model}: this run has no horizon (rewritten history)")
+    return summary.horizon
+
+
 def sweep_figures(
-    table: pd.DataFrame, summaries: dict[str, dict[str, Any]], out_dir: Path
+    table: pd.DataFrame, summaries: dict[str, RunSummary], out_dir: Path
 ) -> list[Path]:
     """Write every figure that fits the sweep; returns their paths.
 
@@ -155,12 +162,12 @@ def sweep_figures(
                 )
                 for run in own["run"]
             ],
-            s=float(summaries[own["run"].iloc[0]]["horizon"]["s"]),
+            s=float(_horizon(summaries[own["run"].iloc[0]]).s),
             horizons=[
                 HorizonMark(
                     label=labels[run],
-                    steps=summaries[run]["horizon"]["steps"],
-                    censored=summaries[run]["horizon"]["censored"],
+                    steps=float(_horizon(summaries[run]).steps or 0.0),
+                    censored=_horizon(summaries[run]).censored,
                     color=colors[run],
                 )
                 for run in own["run"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
-from harness.analysis.summary import SUMMARY_FILE
+from harness.analysis.run_summary import read_summary
 from harness.economics.costs import pareto_frontier
-from harness.files import atomic_write_text, read_json
+from harness.files import atomic_write_text
 from harness.report.failure_figures import write_categories_per_run
-from harness.report.run_page import STYLE, _data_uri, _esc, _table
+from harness.report.html import STYLE, data_uri, esc, frame_table
 from harness.report.sweep_figures import run_labels, sweep_figures
 
 REPORT_DIR = "report"
@@ -34,8 +34,8 @@ SHOWN_COLUMNS = [
     "target_turn",
     "target_turn_accuracy",
     "final_task_accuracy",
-    "prompt_tokens",
-    "completion_tokens",
+    "tokens_spent",
+    "tokens_replayed",
     "cost_usd",
 ]
 PARETO_COLUMNS = ["run", "model", "mode", "k", "horizon_steps", "cost_usd", "horizon_steps_per_usd"]
@@ -62,7 +62,7 @@ def write_sweep_report(root: Path) -> list[Path]:
         extra_tables.append(
             ("Pareto frontier: longest horizon for the money", frontier[PARETO_COLUMNS])
         )
-    summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
+    summaries = {run: read_summary(root / run) for run in table["run"]}
     figures = sweep_figures(table, summaries, out_dir)
     runs = list(table["run"])
     figures += write_categories_per_run(
@@ -74,23 +74,22 @@ def write_sweep_report(root: Path) -> list[Path]:
     body = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Sweep {_esc(root.name)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>Sweep: {_esc(root.resolve())}</h1>",
+        f"<title>Sweep {esc(root.name)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Sweep: {esc(root.resolve())}</h1>",
         f'<p class="subtitle">{len(table)} runs; experiments '
-        f"{_esc(', '.join(sorted(table['experiment'].unique())))}</p>",
+        f"{esc(', '.join(sorted(table['experiment'].unique())))}</p>",
     ]
     if simulated:
         body.append(
             '<div class="banner simulated">Some runs use the SIMULATED executor: their '
             "numbers come from a random process, not from a language model.</div>"
         )
-    body += ["<h2>Runs</h2>", _table(table[[c for c in SHOWN_COLUMNS if c in table]])]
+    body += ["<h2>Runs</h2>", frame_table(table[[c for c in SHOWN_COLUMNS if c in table]])]
     for title, frame in extra_tables:
-        body += [f"<h2>{_esc(title)}</h2>", _table(frame)]
+        body += [f"<h2>{esc(title)}</h2>", frame_table(frame)]
     body.append("<h2>Figures</h2>")
     body += [
-        f'<figure><img alt="{_esc(path.stem)}" src="{_data_uri(path)}"></figure>'
-        for path in figures
+        f'<figure><img alt="{esc(path.stem)}" src="{data_uri(path)}"></figure>' for path in figures
     ]
     body.append("</body></html>")
     atomic_write_text(page, "\n".join(body) + "\n")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.files import atomic_write_text
@@ -17,15 +20,33 @@ from harness.records.sessions import CacheStats
 from providers.base import ChatResult, Message, Provider, Sampling
 
 
-def request_key(provider_label: str, messages: list[Message], sampling: Sampling) -> str:
-    """Hash of everything that changes a reply: provider, conversation, sampling settings.
+@dataclass(frozen=True)
+class Endpoint:
+    """Who would answer a request: a reply is only reusable from the same endpoint.
+
+    Two servers can serve the same model name (a local vLLM and a hosted API, or two
+    quantisations behind one name), so the key holds the provider kind and the URL too.
+    """
+
+    provider: str
+    """The provider kind (``openai_compatible``, ``llama_cpp``, ``simulated``, ...)."""
+    base_url: str | None = None
+    """The server's URL; None for in-process models."""
+    label: str = ""
+    """The model's label."""
+
+
+def request_key(endpoint: Endpoint, messages: list[Message], sampling: Sampling) -> str:
+    """Hash of everything that changes a reply: endpoint, conversation, sampling settings.
 
     The per-request seed is part of the sampling settings, so replicate samples of the same
     conversation (different episodes, votes) get distinct entries.
     """
     canonical = json.dumps(
         {
-            "provider": provider_label,
+            "provider": endpoint.provider,
+            "base_url": endpoint.base_url,
+            "model": endpoint.label,
             "messages": [m.as_dict() for m in messages],
             "sampling": sampling.model_dump(mode="json"),
         },
@@ -34,6 +55,20 @@ def request_key(provider_label: str, messages: list[Message], sampling: Sampling
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheUsage:
+    """What a cache directory holds."""
+
+    entries: int
+    """Stored replies."""
+    bytes: int
+    """Their size on disk."""
+    oldest: float | None
+    """Modification time of the oldest entry (seconds since the epoch)."""
+    newest: float | None
+    """Modification time of the newest entry."""
 
 
 class ResponseCache:
@@ -52,6 +87,39 @@ class ResponseCache:
         except (OSError, ValueError):
             return None
 
+    def entries(self) -> list[Path]:
+        """Every entry file (temporary files of writes in progress excluded)."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.glob("??/*.json") if not p.name.startswith(".")]
+
+    def usage(self) -> CacheUsage:
+        """Entry count, size and age range."""
+        stats = [p.stat() for p in self.entries()]
+        times = [st.st_mtime for st in stats]
+        return CacheUsage(
+            entries=len(stats),
+            bytes=sum(st.st_size for st in stats),
+            oldest=min(times) if times else None,
+            newest=max(times) if times else None,
+        )
+
+    def prune(self, older_than_s: float, now: float | None = None) -> int:
+        """Delete entries last written more than ``older_than_s`` seconds ago; returns how many.
+
+        Safe while other processes use the cache: a reader that loses an entry sees a miss.
+        """
+        cutoff = (time.time() if now is None else now) - older_than_s
+        removed = 0
+        for path in self.entries():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # pruned by another process at the same time
+        return removed
+
     def put(self, key: str, result: ChatResult) -> bool:
         """Store a successful, non-empty result; returns whether it was stored."""
         if result.outcome != "ok" or not result.content.strip():
@@ -63,9 +131,10 @@ class ResponseCache:
 class CachedProvider(Provider):
     """Wraps a provider with a :class:`ResponseCache`."""
 
-    def __init__(self, inner: Provider, cache: ResponseCache) -> None:
+    def __init__(self, inner: Provider, cache: ResponseCache, endpoint: Endpoint) -> None:
         self.inner = inner
         self.cache = cache
+        self.endpoint = endpoint
         self.stats = CacheStats()
         self.simulated = inner.simulated
 
@@ -76,7 +145,7 @@ class CachedProvider(Provider):
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """Serve from the cache when possible, else ask the wrapped provider and store."""
-        key = request_key(self.inner.label, messages, sampling)
+        key = request_key(self.endpoint, messages, sampling)
         cached = self.cache.get(key)
         if cached is not None:
             self.stats.hits += 1

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from typing import TextIO
 
-from harness.records.schema import TurnRecord
+from harness.economics.budget import Budget
+from harness.records.schema import TurnRecord, fails_task
 from harness.run.runner import RunProgress
-from providers.base import Usage
 
 REFRESH_SECONDS = 0.5
 
@@ -23,15 +22,17 @@ class ProgressLine:
 
     def __init__(
         self,
+        budget: Budget,
+        *,
+        priced: bool = True,
         stream: TextIO | None = None,
-        cost_of: Callable[[Usage], float | None] | None = None,
         force: bool = False,
     ) -> None:
+        self.budget = budget
+        """The run's spending tally: the progress line shows what the limits check."""
+        self.priced = priced
         self.stream = stream or sys.stderr
         self.enabled = force or self.stream.isatty()
-        self.cost_of = cost_of
-        self.tokens = 0
-        self.cost: float | None = 0.0 if cost_of else None
         self.failed_episodes: set[int] = set()
         self.started_episodes: set[int] = set()
         self._last_draw = 0.0
@@ -41,17 +42,8 @@ class ProgressLine:
         if not self.enabled:
             return
         self.started_episodes.add(record.episode)
-        if (
-            not record.filled
-            and record.status != "provider_error"
-            and record.answer != record.truth
-        ):
+        if fails_task(record):
             self.failed_episodes.add(record.episode)
-        if not record.cache_hit:
-            self.tokens += record.usage.prompt_tokens + record.usage.completion_tokens
-            if self.cost is not None and self.cost_of is not None:
-                cost = self.cost_of(record.usage)
-                self.cost = None if cost is None else self.cost + cost
         now = time.monotonic()
         if now - self._last_draw >= REFRESH_SECONDS:
             self._last_draw = now
@@ -63,11 +55,13 @@ class ProgressLine:
         elapsed = max(time.monotonic() - progress.started, 1e-9)
         started = len(self.started_episodes)
         alive = 1.0 - len(self.failed_episodes) / started if started else 1.0
-        cost = "cost unknown" if self.cost is None else f"${self.cost:,.4f}"
+        budget = self.budget
+        unknown = not self.priced or budget.cost_unknown
+        cost = "cost unknown" if unknown else f"${budget.spent_usd:,.4f}"
         return (
             f"{progress.episodes_done}/{progress.episodes_total} episodes | "
             f"{progress.turns_done / elapsed:.1f} turns/s | "
-            f"episodes without a failure {alive:.0%} | {self.tokens:,} tokens | {cost}"
+            f"episodes without a failure {alive:.0%} | {budget.spent_tokens:,} tokens | {cost}"
         )
 
     def close(self) -> None:

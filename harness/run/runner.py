@@ -18,9 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis.metrics import UNSCORED_STATUSES
+from harness.config import StopConfig
 from harness.economics.budget import Budget
-from harness.records.schema import TurnRecord, TurnWriter, clip, latest_records, read_records
+from harness.records.schema import (
+    UNSCORED_STATUSES,
+    TurnRecord,
+    TurnWriter,
+    clip,
+    fails_task,
+    latest_records,
+    read_records,
+)
 from harness.run.conversation import Conversation
 from harness.run.history import HistoryPolicy, Shown
 from harness.run.stopping import decided_length, horizon_decided
@@ -79,18 +87,6 @@ CAP_MARGIN = 1.25
 """Episodes run this much past the length where task accuracy is surely below s."""
 
 
-@dataclass(frozen=True)
-class EarlyStop:
-    """When to stop before every turn has run (``stop.*`` in the config)."""
-
-    after_failure: bool = False
-    when_decided: bool = False
-    s: float = 0.5
-    precision: float = 0.1
-    min_episodes: int = 20
-    seed: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """The reply of one turn after voting: what is scored and what the history may show."""
@@ -133,7 +129,9 @@ class Runner:
         first_called_turn: int = 0,
         run_seed: int = 0,
         budget: Budget | None = None,
-        early_stop: EarlyStop | None = None,
+        stop: StopConfig | None = None,
+        s: float = 0.5,
+        decision_seed: int = 0,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
     ) -> None:
         self.task_set = task_set
@@ -147,10 +145,12 @@ class Runner:
         self.run_seed = run_seed
         self.on_turn = on_turn
         self.budget = budget or Budget()
-        self.early_stop = early_stop or EarlyStop()
+        self.stop_config = stop or StopConfig()
+        self.s = s
+        """Success threshold that ``stop.when_decided`` decides the horizon at."""
         # index correctness of finished episodes, for stop.when_decided
         self._finished_rows: dict[int, np.ndarray] = {}
-        self._decision_rng = np.random.default_rng(self.early_stop.seed)
+        self._decision_rng = np.random.default_rng(decision_seed)
         self._tasks: list[asyncio.Task[None]] = []
         self._aborted = False
         self.system = system_prompt(task_set.dictionary, self.policy.mode, task_set.k)
@@ -242,22 +242,22 @@ class Runner:
     def _episode_finished(self, episode: int, records: list[TurnRecord]) -> None:
         """Count a finished episode and, with ``stop.when_decided``, check the horizon."""
         self.progress.episodes_done += 1
-        if not self.early_stop.when_decided:
+        if not self.stop_config.when_decided:
             return
         row = np.full(self.task_set.turns, np.nan)
         for record in records:
             if record.status not in UNSCORED_STATUSES:
-                row[record.turn] = float(record.answer == record.truth)
+                row[record.turn] = 0.0 if fails_task(record) else 1.0
         self._finished_rows[episode] = row
         prefix = 0  # episodes 0..prefix-1 have all finished: an unbiased sample
         while prefix in self._finished_rows:
             prefix += 1
-        if prefix < self.early_stop.min_episodes or self.progress.stopped_by is not None:
+        if prefix < self.stop_config.min_episodes or self.progress.stopped_by is not None:
             return
         if prefix % max(1, prefix // 20):  # re-decide at about 5% steps, not every episode
             return
         rows = np.vstack([self._finished_rows[e] for e in range(prefix)])
-        decided = decided_length(rows, s=self.early_stop.s, rng=self._decision_rng)
+        decided = decided_length(rows, s=self.s, rng=self._decision_rng)
         if decided is not None:
             # The latest decision, with a margin: taking the smallest of many noisy decisions
             # would cut episodes short of the crossing.
@@ -265,8 +265,8 @@ class Runner:
         if horizon_decided(
             rows,
             k=self.task_set.k,
-            s=self.early_stop.s,
-            precision=self.early_stop.precision,
+            s=self.s,
+            precision=self.stop_config.horizon_precision,
             rng=self._decision_rng,
         ):
             self.stop("stop.when_decided")
@@ -278,7 +278,7 @@ class Runner:
         last = records[-1]
         if last.status == "context_exceeded":
             return True
-        return self.early_stop.after_failure and not last.filled and last.answer != last.truth
+        return self.stop_config.after_failure and fails_task(last)
 
     async def _run_episode(self, episode: int, done: list[TurnRecord], writer: TurnWriter) -> None:
         conversation = Conversation(system=self.system, window=self.window)

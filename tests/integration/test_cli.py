@@ -238,13 +238,14 @@ async def test_more_bad_inputs_fail_before_any_model_call(tmp_path):
 
 
 async def test_estimate_prints_the_expected_cost_and_calls_nothing(tmp_path, capsys):
+    from harness.economics.estimate import RunEstimate
     from harness.pipeline import execute
 
     config = compose_config(
         ["model=simulated", "model.price={input:1,output:2}", "estimate=true", "task.turns=40"]
     )
     result = await execute(config, tmp_path / "run")
-    assert result["status"] == "estimate"
-    assert result["estimate"]["requests"] == 20 * 40
+    assert isinstance(result, RunEstimate)
+    assert result.requests == 20 * 40
     assert "$" in capsys.readouterr().out
     assert not (tmp_path / "run").exists()

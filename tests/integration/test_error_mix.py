@@ -34,12 +34,12 @@ async def test_the_classifier_recovers_the_executors_error_mix(tmp_path):
         overrides(f"model.error_mix={mix}", "task.min_value=-9999", "task.max_value=9999")
     )
     summary = await execute(config, tmp_path)
-    taxonomy = summary["error_taxonomy"]
-    assert taxonomy["wrong_turns"] >= 2000
-    shares = {name: entry["share"] for name, entry in taxonomy["overall"].items()}
+    taxonomy = summary.error_taxonomy
+    assert taxonomy.wrong_turns >= 2000
+    shares = {name: entry.share for name, entry in taxonomy.overall.items()}
     for kind, weight in MIX.items():
         assert shares[kind] == pytest.approx(weight, abs=0.03), kind
-    chance = taxonomy["overall"]["value_only"]["chance_share"]
+    chance = taxonomy.overall["value_only"].chance_share
     assert chance < shares["value_only"] / 10  # evidence, not an accident
 
 
@@ -47,13 +47,13 @@ async def test_random_offset_errors_get_almost_no_value_only_by_chance(tmp_path)
     """Today's executor (no error_mix) only adds offsets; on the default dense dictionary the
     permutation baseline must not call many of them value_only."""
     summary = await execute(compose_config(overrides()), tmp_path)
-    taxonomy = summary["error_taxonomy"]
-    assert taxonomy["wrong_turns"] >= 2000
-    overall = taxonomy["overall"]
-    assert overall["value_only"]["chance_share"] < 0.02
+    taxonomy = summary.error_taxonomy
+    assert taxonomy.wrong_turns >= 2000
+    overall = taxonomy.overall
+    assert overall["value_only"].chance_share < 0.02
     # The offsets themselves make value_only only where base + offset happens to be 0.
-    assert overall["value_only"]["share"] < 0.02
-    assert overall["arithmetic"]["share"] + overall["wrong_key"]["share"] > 0.9
+    assert overall["value_only"].share < 0.02
+    assert overall["arithmetic"].share + overall["wrong_key"].share > 0.9
 
 
 @pytest.mark.parametrize(

@@ -11,13 +11,14 @@ from harness.economics.costs import (
     format_usd,
     load_price_table,
     pareto_frontier,
-    reported_model_id,
     resolve_price,
     usage_cost,
 )
 from harness.pipeline import execute
 from harness.records.schema import TurnRecord, read_records
+from harness.records.table import RecordTable
 from providers.base import Usage
+from testing.oracles import reported_model_id
 
 CHEAP = PriceConfig(input=1.0, cached_input=0.5, output=10.0)
 TABLE = {
@@ -174,17 +175,19 @@ SUMMARY = {
 
 
 def test_economics_spend_excludes_cache_hits_but_counts_their_tokens():
-    block = economics(two_episodes(), SUMMARY, CHEAP, 0.5)
-    assert block["tokens"] == {
-        "prompt": 100 + 200 + 300 + 200 + 300,
-        "completion": 10 + 10 + 10 + 20 + 20,
-        "reasoning": 0,
-        "cached": 50,
+    table = RecordTable.from_records(two_episodes())
+    block = economics(table, SUMMARY, CHEAP, 0.5)
+    spent = table.tokens_spent()
+    assert spent.model_dump() == {
+        "prompt_tokens": 100 + 200 + 300 + 200 + 300,
+        "completion_tokens": 10 + 10 + 10 + 20 + 20,
+        "reasoning_tokens": 0,
+        "cached_tokens": 50,
         "total": 1100 + 70,
+        "requests": 5,
         "estimated": True,
     }
-    assert block["requests"] == 5
-    assert block["cached_replay_tokens"] == 110
+    assert table.tokens_replayed() == 110
     assert block["cost_usd"] == pytest.approx(((1100 - 50) * 1.0 + 50 * 0.5 + 70 * 10.0) / 1e6)
 
 
@@ -228,7 +231,8 @@ def test_interpolated_horizon_rounds_up_to_whole_turns():
 
 def test_unknown_price_gives_tokens_but_no_dollars():
     block = economics(two_episodes(), SUMMARY, None, 0.5)
-    assert block["tokens"]["total"] == 1170 and block["tokens_per_turn"] is not None
+    assert RecordTable.from_records(two_episodes()).tokens_spent().total == 1170
+    assert block["tokens_per_turn"] is not None
     dollars = [
         block["price"],
         block["cost_usd"],
@@ -253,11 +257,12 @@ def test_no_horizon_and_filled_turns():
     records = [*filled, record(0, 2, prompt=400, completion=10)]
     block = economics(records, summary, CHEAP, 0.5)
     assert block["to_horizon"] is None and block["horizon_steps_per_usd"] is None
-    assert block["requests"] == 1
+    assert RecordTable.from_records(records).tokens_spent().requests == 1
     assert block["tokens_per_turn"] == 410
     assert block["correct_steps"] == 2
     empty = economics([], summary, CHEAP, 0.5)
-    assert empty["tokens"]["total"] == 0 and empty["tokens_per_turn"] is None
+    assert RecordTable.from_records([]).tokens_spent().total == 0
+    assert empty["tokens_per_turn"] is None
     assert empty["cost_usd"] == 0.0
 
 
@@ -289,16 +294,17 @@ async def test_economics_of_a_real_run_matches_its_usage(tmp_path, monkeypatch):
     summary = await execute(config, tmp_path)
     records = read_records(tmp_path)
     price = PriceConfig(input=0.15, output=0.6)
-    block = economics(records, summary, price, config.metrics.s)
-    usage = summary["usage"]
-    assert block["tokens"]["prompt"] == usage["prompt_tokens"]
-    assert block["tokens"]["completion"] == usage["completion_tokens"]
-    assert block["tokens"]["estimated"] is True
-    assert block["cost_usd"] == pytest.approx(usage_cost(Usage(**usage), price))
-    assert block["requests"] == len(records) == 48
+    block = economics(records, summary.model_dump(), price, config.metrics.s)
+    spent = summary.tokens_spent
+    assert spent.prompt_tokens == sum(r.usage.prompt_tokens for r in records)
+    assert spent.completion_tokens == sum(r.usage.completion_tokens for r in records)
+    assert spent.estimated is True
+    usage = Usage(prompt_tokens=spent.prompt_tokens, completion_tokens=spent.completion_tokens)
+    assert block["cost_usd"] == pytest.approx(usage_cost(usage, price))
+    assert spent.requests == len(records) == 48
     correct = sum(r.answer == r.base + r.delta for r in records)
     assert block["correct_steps"] == correct
-    assert (block["to_horizon"] is None) == (summary["horizon"]["steps"] is None)
+    assert (block["to_horizon"] is None) == (summary.horizon.steps is None)
 
 
 # --- Pareto frontier -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from harness.analysis.summary import summarize, write_summary
+from harness.analysis.summary import summarize
 from harness.config import load_config
 from harness.pipeline import execute
 from harness.records.manifest import build_manifest, write_manifest
@@ -72,7 +72,7 @@ def write_run(run_dir, *, wrong_as="value_only", label="hand"):
                     )
                 )
                 base = base if answer is None else answer
-    write_summary(run_dir, summarize(run_dir))
+    summarize(run_dir).write(run_dir)
 
 
 def section(page):
@@ -130,7 +130,7 @@ def test_a_run_without_wrong_turns_has_no_category_figure(tmp_path):
         for r in records
     ]
     (tmp_path / "turns.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in fixed))
-    write_summary(tmp_path, summarize(tmp_path))
+    summarize(tmp_path).write(tmp_path)
     page = write_run_report(tmp_path).read_text(encoding="utf-8")
     assert "nothing to classify" in section(page)
     assert not (tmp_path / CATEGORY_FIGURE).exists()

@@ -3,6 +3,8 @@ import pytest
 
 from harness.analysis.metrics import per_step_accuracy, score_matrices, task_correctness
 from harness.records.schema import TurnRecord
+from harness.records.table import RecordTable
+from testing import oracles
 
 
 def record(episode, turn, *, truth, base, delta, answer, status="ok"):
@@ -24,7 +26,9 @@ def test_turn_accuracy_builds_on_the_models_own_previous_answer():
         record(0, 0, truth=5, base=0, delta=5, answer=6),
         record(0, 1, truth=8, base=6, delta=3, answer=9),
     ]
-    scores = score_matrices(records, episodes=1, turns=2, k=1)
+    scores = score_matrices(RecordTable.from_records(records).latest(), episodes=1, turns=2, k=1)
+    oracle = oracles.score_matrices(records, episodes=1, turns=2, k=1)
+    np.testing.assert_array_equal(scores.task_correct, oracle.task_correct)
     np.testing.assert_array_equal(scores.index_correct, [[0.0, 0.0]])
     np.testing.assert_array_equal(scores.turn_correct, [[0.0, 1.0]])
     np.testing.assert_array_equal(scores.task_correct, [[0.0, 0.0]])
@@ -37,7 +41,9 @@ def test_format_errors_and_context_exceeded_are_wrong_but_provider_errors_are_un
         record(1, 1, truth=2, base=1, delta=1, answer=None, status="provider_error"),
         record(2, 0, truth=1, base=0, delta=1, answer=None, status="context_exceeded"),
     ]
-    scores = score_matrices(records, episodes=3, turns=2, k=1)
+    scores = score_matrices(RecordTable.from_records(records).latest(), episodes=3, turns=2, k=1)
+    oracle = oracles.score_matrices(records, episodes=3, turns=2, k=1)
+    np.testing.assert_array_equal(scores.task_correct, oracle.task_correct)
     assert scores.index_correct[0, 0] == 0.0
     assert np.isnan(scores.index_correct[1, 1])
     assert np.isnan(scores.task_correct[1, 1])
@@ -49,7 +55,9 @@ def test_a_later_record_supersedes_a_failed_attempt():
         record(0, 0, truth=1, base=0, delta=1, answer=None, status="provider_error"),
         record(0, 0, truth=1, base=0, delta=1, answer=1),
     ]
-    scores = score_matrices(records, episodes=1, turns=1, k=1)
+    scores = score_matrices(RecordTable.from_records(records).latest(), episodes=1, turns=1, k=1)
+    oracle = oracles.score_matrices(records, episodes=1, turns=1, k=1)
+    np.testing.assert_array_equal(scores.task_correct, oracle.task_correct)
     assert scores.index_correct[0, 0] == 1.0
 
 

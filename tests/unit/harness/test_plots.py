@@ -7,9 +7,9 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from harness.analysis.summary import SUMMARY_FILE, summarize, write_summary
+from harness.analysis.run_summary import read_summary
+from harness.analysis.summary import summarize
 from harness.config import load_config
-from harness.files import read_json
 from harness.pipeline import execute
 from harness.records.manifest import build_manifest, write_manifest
 from harness.records.schema import TurnRecord, TurnWriter
@@ -49,7 +49,7 @@ async def simulated_run(run_dir, *, p, samples=16, turns=10, k=2):
         }
     )
     await execute(config, run_dir)
-    return read_json(run_dir / SUMMARY_FILE)
+    return read_summary(run_dir)
 
 
 def written_run(run_dir, *, samples, turns, k, answer_for, simulated=False, label="tiny-model"):
@@ -92,14 +92,14 @@ def written_run(run_dir, *, samples, turns, k, answer_for, simulated=False, labe
                 if answer is not None:
                     base = answer
     summary = summarize(run_dir)
-    write_summary(run_dir, summary)
+    summary.write(run_dir)
     return summary
 
 
 async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
     summary = await simulated_run(tmp_path, p=0.9)
-    assert not summary["horizon"]["censored"]
-    paths = write_run_figures(tmp_path)
+    assert not summary.horizon.censored
+    paths = write_run_figures(tmp_path, read_summary(tmp_path))
     assert sorted(p.name for p in paths) == sorted([TURN_FIGURE, TASK_FIGURE])
     for path in paths:
         assert path.parent == tmp_path
@@ -108,11 +108,11 @@ async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
 
 async def test_censored_run_is_drawn_and_labelled_as_a_lower_bound(tmp_path):
     summary = await simulated_run(tmp_path, p=1.0)
-    assert summary["horizon"]["censored"]  # task accuracy never fell below s
-    for path in write_run_figures(tmp_path):
+    assert summary.horizon.censored  # task accuracy never fell below s
+    for path in write_run_figures(tmp_path, read_summary(tmp_path)):
         assert_real_png(path)
     legend = [t.get_text() for t in task_accuracy_figure(summary).axes[0].get_legend().texts]
-    last_length = summary["turns"] * summary["k"]
+    last_length = summary.turns * summary.k
     assert any(f">= {last_length} steps" in text for text in legend)
     assert any("no finite horizon" in text for text in legend)  # p_hat = 1
 
@@ -128,10 +128,10 @@ def test_provider_errors_and_unscored_turns_do_not_break_the_figures(tmp_path):
         return "ok", truth, format_answer(truth)
 
     summary = written_run(tmp_path, samples=5, turns=turns, k=1, answer_for=answers)
-    assert summary["turn_accuracy"][-1] is None  # nothing scored at the last turn
-    assert summary["index_accuracy"][-1] is None
-    assert summary["ci95"]["turn_accuracy"][-1] == [None, None]
-    paths = write_run_figures(tmp_path)
+    assert summary.turn_accuracy[-1] is None  # nothing scored at the last turn
+    assert summary.index_accuracy[-1] is None
+    assert summary.ci95.turn_accuracy[-1] == [None, None]
+    paths = write_run_figures(tmp_path, read_summary(tmp_path))
     for path in paths:
         assert_real_png(path)
 
@@ -146,7 +146,9 @@ def test_figures_name_model_and_mode_and_say_simulated_only_when_simulated(tmp_p
         assert "SIMULATED" not in ax.get_title()
         legend_title = ax.get_legend().get_title().get_text()
         assert "tiny-model" in legend_title and "direct" in legend_title
-        assert "SIMULATED" in build({**summary, "simulated": True}).axes[0].get_title()
+        assert (
+            "SIMULATED" in build(summary.model_copy(update={"simulated": True})).axes[0].get_title()
+        )
 
 
 def test_curve_series_turns_missing_values_into_gaps_and_rejects_mismatched_lengths():
@@ -193,7 +195,9 @@ def test_a_dollar_in_a_model_label_is_drawn_literally(tmp_path):
         return "ok", truth, format_answer(truth)
 
     summary = written_run(tmp_path, samples=2, turns=3, k=1, answer_for=perfect, label="m$1")
-    summary = {**summary, "model": "cost$5 and $6"}  # an unescaped pair would be math mode
+    summary = summary.model_copy(
+        update={"model": "cost$5 and $6"}
+    )  # an unescaped pair would be math mode
     figure = task_accuracy_figure(summary)
     figure.savefig(tmp_path / "dollar.png")
     assert_real_png(tmp_path / "dollar.png")

@@ -8,7 +8,6 @@ import pytest
 
 from harness.analysis.metrics import score_matrices
 from harness.analysis.summary import _turns_not_needed
-from harness.economics.costs import reported_model_id
 from harness.records import table as record_table
 from harness.records.schema import TURNS_FILE, latest_records, read_records
 from harness.records.table import RecordTable, read_table
@@ -18,6 +17,7 @@ from providers.base import ChatResult, Message, Sampling, Usage
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
 from tasks.prompts import read_dictionary
+from testing import oracles
 from testing.scripted import ScriptedProvider
 
 EPISODES, TURNS = 8, 9
@@ -110,18 +110,29 @@ async def test_summary_quantities_equal_the_record_computations(run_dir):
     table = read_table(run_dir)
     fast_latest = table.latest()
 
-    expected = score_matrices(records, episodes=EPISODES, turns=TURNS, k=1)
-    scores = fast_latest.score_matrices(episodes=EPISODES, turns=TURNS, k=1)
+    expected = oracles.score_matrices(records, episodes=EPISODES, turns=TURNS, k=1)
+    scores = score_matrices(fast_latest, episodes=EPISODES, turns=TURNS, k=1)
     for name in ("index_correct", "turn_correct", "task_correct"):
         np.testing.assert_array_equal(getattr(scores, name), getattr(expected, name))
 
     assert fast_latest.status_counts() == Counter(r.status for r in latest.values())
-    assert table.usage() == sum((r.usage for r in records), Usage())
+    paid = [r for r in records if not r.cache_hit and not r.filled]
+    total = sum((r.usage for r in paid), Usage())
+    spent = table.tokens_spent()
+    assert (spent.prompt_tokens, spent.completion_tokens, spent.requests) == (
+        total.prompt_tokens,
+        total.completion_tokens,
+        len(paid),
+    )
+    replayed = [r for r in records if r.cache_hit and not r.filled]
+    assert table.tokens_replayed() == sum(
+        r.usage.prompt_tokens + r.usage.completion_tokens for r in replayed
+    )
     assert int(table.retries.sum()) == sum(r.retries for r in records)
     reasons = sum((Counter(r.retry_reasons) for r in records), Counter())
     assert reasons  # the summary lists them most common first, ties in order of appearance
     assert table.retry_reason_counts().most_common() == reasons.most_common()
-    assert table.reported_model_id() == reported_model_id(records)
+    assert table.reported_model_id() == oracles.reported_model_id(records)
     assert float(np.mean(table.latency_s)) == float(np.mean([r.latency_s for r in records]))
     errors = sum(1 for r in records if r.status == "provider_error")
     assert int(table.is_status("provider_error").sum()) == errors

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from harness.analysis.summary import SUMMARY_FILE, summarize, write_summary
+from harness.analysis.run_summary import read_summary
+from harness.analysis.summary import summarize
+from harness.commands import report_main as main
 from harness.config import load_config
-from harness.files import read_json
 from harness.pipeline import execute
 from harness.records.manifest import build_manifest, write_manifest
 from harness.records.schema import TurnRecord, TurnWriter
-from harness.report.run_page import MAX_TEXT_CHARS, first_failures, main, write_run_report
+from harness.report.run_page import MAX_TEXT_CHARS, first_failures, write_run_report
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
 
@@ -30,7 +31,7 @@ async def simulated_run(run_dir, *, p, samples=12, turns=8, k=1):
         }
     )
     await execute(config, run_dir)
-    return read_json(run_dir / SUMMARY_FILE)
+    return read_summary(run_dir)
 
 
 def record(episode, turn, *, truth=10, answer=10, status="ok", reply=None, base=0, delta=10):
@@ -81,7 +82,7 @@ def written_run(run_dir, *, samples, turns, answer_for, label="tiny-model"):
                 )
                 base = base if answer is None else answer
     summary = summarize(run_dir)
-    write_summary(run_dir, summary)
+    summary.write(run_dir)
     return summary
 
 
@@ -101,11 +102,11 @@ async def test_simulated_run_report_has_banner_headline_and_embedded_figures(tmp
     path = write_run_report(tmp_path)
     assert path == tmp_path / "report.html"
     page = path.read_text(encoding="utf-8")
-    assert summary["model"] in page
+    assert summary.model in page
     assert 'class="banner simulated"' in page
-    assert f"{summary['horizon']['steps']:.1f} steps" in page
-    assert f"{summary['prop1']['p_hat']:.4f}" in page
-    assert f"K={summary['k']}" in page and summary["mode"] in page
+    assert f"{summary.horizon.steps:.1f} steps" in page
+    assert f"{summary.prop1.p_hat:.4f}" in page
+    assert f"K={summary.k}" in page and summary.mode in page
     assert "How it failed" in page and 'class="failed"' in page
     assert '"provider": "simulated"' in page.replace("&quot;", '"')  # the resolved config
     assert_self_contained(page)
@@ -114,7 +115,7 @@ async def test_simulated_run_report_has_banner_headline_and_embedded_figures(tmp
 
 async def test_censored_horizon_reads_as_a_lower_bound(tmp_path):
     summary = await simulated_run(tmp_path, p=1.0, turns=6)
-    assert summary["horizon"]["censored"]
+    assert summary.horizon.censored
     page = write_run_report(tmp_path).read_text(encoding="utf-8")
     assert "&gt;= 6 steps" in page
     assert "No scored turn was wrong." in page
@@ -142,7 +143,7 @@ def test_format_errors_are_shown_as_failures_and_counted(tmp_path):
         return "ok", truth, format_answer(truth)
 
     summary = written_run(tmp_path, samples=2, turns=5, answer_for=answers)
-    assert summary["format_errors_by_kind"]["no_answer"] == 1
+    assert summary.format_errors_by_kind["no_answer"] == 1
     page = write_run_report(tmp_path).read_text(encoding="utf-8")
     assert "Episode 0: first wrong at turn 4" in page
     assert "Let me think step by step..." in page
@@ -215,10 +216,10 @@ def test_a_summary_without_bootstrap_intervals_still_reports(tmp_path):
         tmp_path, samples=3, turns=4, answer_for=lambda e, t, x: ("ok", x + (t == 2), "...")
     )
     summary = summarize(tmp_path, resamples=0)
-    assert summary["ci95"]["task_accuracy"] is None and summary["horizon"]["ci95"] is None
-    write_summary(tmp_path, summary)
+    assert summary.ci95.task_accuracy is None and summary.horizon.ci95 is None
+    summary.write(tmp_path)
     page = write_run_report(tmp_path).read_text(encoding="utf-8")
-    assert f"{summary['horizon']['steps']:.1f} steps = " in page
+    assert f"{summary.horizon.steps:.1f} steps = " in page
     assert "95% CI [" not in page
 
 

@@ -1,11 +1,12 @@
-import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from harness.analysis.run_summary import read_summary
 from harness.cli import compose_config
+from harness.config import BudgetConfig
 from harness.economics.budget import Budget, SweepLedger
 from harness.pipeline import execute
 from harness.records.schema import TurnRecord, read_records
@@ -28,16 +29,16 @@ async def test_after_failure_ends_each_episode_at_its_first_failure(tmp_path):
         wrong = [r.turn for r in records if r.answer != r.truth]
         assert wrong == [] or wrong == [records[-1].turn]  # the failure is the last turn run
         assert len(records) == 30 or wrong
-    assert summary["status"] == "complete" and summary["turns_unfinished"] == 0
-    assert summary["task_accuracy"][-1] is not None and summary["notes"]
+    assert summary.status == "complete" and summary.turns_unfinished == 0
+    assert summary.task_accuracy[-1] is not None and summary.notes
 
 
 async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
     common = [*SIM, "task.samples=80", "task.turns=40"]
     full = await execute(compose_config(common), tmp_path / "full")
     cheap = await execute(compose_config([*common, "stop.after_failure=true"]), tmp_path / "cheap")
-    assert cheap["horizon"]["steps"] == full["horizon"]["steps"]
-    assert cheap["usage"]["prompt_tokens"] < full["usage"]["prompt_tokens"] / 2
+    assert cheap.horizon.steps == full.horizon.steps
+    assert cheap.tokens_spent.prompt_tokens < full.tokens_spent.prompt_tokens / 2
 
 
 async def run_with_budget(run_dir, *, max_tokens: int):
@@ -48,7 +49,7 @@ async def run_with_budget(run_dir, *, max_tokens: int):
         sampling=Sampling(),
         run_dir=run_dir,
         concurrency=4,
-        budget=Budget(max_tokens=max_tokens),
+        budget=Budget(BudgetConfig(max_tokens=max_tokens)),
     )
     return await runner.run()
 
@@ -70,7 +71,7 @@ async def test_token_budget_stops_new_turns_and_says_so(tmp_path):
 
 
 def test_budget_counts_nothing_for_cache_hits_and_filled_turns():
-    budget = Budget(max_tokens=100, cost_of=lambda u: u.prompt_tokens * 1e-6)
+    budget = Budget(BudgetConfig(max_tokens=100), cost_of=lambda u: u.prompt_tokens * 1e-6)
     base = dict(episode=0, turn=0, keys=["a"], delta=1, truth=1, base=0, status="ok")
     budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60, completion_tokens=5)))
     budget.add(TurnRecord(**base, usage=Usage(prompt_tokens=60), cache_hit=True))
@@ -105,11 +106,11 @@ async def test_when_decided_stops_a_long_run_early(tmp_path):
         ]
     )
     summary = await execute(config, tmp_path)
-    assert summary["stopped_by"] == "stop.when_decided"
+    assert summary.stopped_by == "stop.when_decided"
     episodes_run = len({r.episode for r in read_records(tmp_path)})
     assert episodes_run < 3000
     expected = np.log(0.5) / np.log(0.9)
-    assert abs(summary["horizon"]["steps"] - expected) / expected < 0.2
+    assert abs(summary.horizon.steps - expected) / expected < 0.2
 
 
 async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
@@ -128,10 +129,10 @@ async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
 def test_sweep_limit_adds_up_what_every_job_published(tmp_path):
     base = dict(episode=0, turn=0, keys=["a"], delta=1, truth=1, base=0, status="ok")
     ledger_dir = tmp_path / ".budget"
-    first = Budget(sweep_max_tokens=1000, ledger=SweepLedger(ledger_dir, job="0_a"))
+    first = Budget(BudgetConfig(sweep_max_tokens=1000), ledger=SweepLedger(ledger_dir, job="0_a"))
     first.add(TurnRecord(**base, usage=Usage(prompt_tokens=600)))
     first.sync()
-    second = Budget(sweep_max_tokens=1000, ledger=SweepLedger(ledger_dir, job="1_b"))
+    second = Budget(BudgetConfig(sweep_max_tokens=1000), ledger=SweepLedger(ledger_dir, job="1_b"))
     second.add(TurnRecord(**base, usage=Usage(prompt_tokens=300)))
     assert second.exhausted() is None  # 900 of 1000
     second.ledger._read_at = float("-inf")  # as if a second had passed
@@ -139,7 +140,9 @@ def test_sweep_limit_adds_up_what_every_job_published(tmp_path):
     first.sync()
     assert second.exhausted() == "budget.sweep_max_tokens"
     assert first.exhausted() == "budget.sweep_max_tokens"  # it reads the second's 300 too
-    assert Budget(sweep_max_tokens=1000).exhausted() is None  # no ledger: this run alone
+    assert (
+        Budget(BudgetConfig(sweep_max_tokens=1000)).exhausted() is None
+    )  # no ledger: this run alone
 
 
 def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
@@ -159,15 +162,15 @@ def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    summaries = [read_summary(p.parent) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert len(summaries) == 3
-    spent = [s["usage"]["prompt_tokens"] + s["usage"]["completion_tokens"] for s in summaries]
+    spent = [s.tokens_spent.prompt_tokens + s.tokens_spent.completion_tokens for s in summaries]
     # The basic launcher runs the jobs one after another: the first fits, the second reaches
     # the limit part-way, the third finds it spent and starts nothing.
-    assert summaries[0]["status"] == "complete" and spent[0] < 100000
-    assert [s["stopped_by"] for s in summaries[1:]] == ["budget.sweep_max_tokens"] * 2
-    assert summaries[1]["turns_unfinished"] > 0 and spent[2] == 0
-    assert summaries[2]["turns_unfinished"] == 10 * 10
+    assert summaries[0].status == "complete" and spent[0] < 100000
+    assert [s.stopped_by for s in summaries[1:]] == ["budget.sweep_max_tokens"] * 2
+    assert summaries[1].turns_unfinished > 0 and spent[2] == 0
+    assert summaries[2].turns_unfinished == 10 * 10
     # Over the limit by at most the turns that were in flight when it was reached.
     largest = max(
         r.usage.prompt_tokens + r.usage.completion_tokens

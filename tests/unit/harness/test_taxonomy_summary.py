@@ -2,12 +2,14 @@
 
 import json
 
-from harness.analysis.failures import ErrorTaxonomy
-from harness.analysis.summary import SUMMARY_FILE, format_table, main, summarize, write_summary
+from harness.analysis.run_summary import SUMMARY_FILE
+from harness.analysis.summary import summarize
+from harness.commands import summarize_main as main
 from harness.config import load_config
 from harness.files import read_json
 from harness.records.manifest import build_manifest, write_manifest
 from harness.records.schema import TurnRecord, TurnWriter
+from harness.report.text import format_table
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
 
@@ -66,8 +68,7 @@ def write_run(run_dir):
 
 def test_taxonomy_counts_shares_and_per_turn(tmp_path):
     write_run(tmp_path)
-    summary = summarize(tmp_path)
-    taxonomy = ErrorTaxonomy.model_validate(summary["error_taxonomy"])
+    taxonomy = summarize(tmp_path).error_taxonomy
     assert taxonomy.unavailable is None
     assert taxonomy.wrong_turns == 4  # provider errors are not scored; the correct turn is no error
     counts = {name: entry.count for name, entry in taxonomy.overall.items() if entry.count}
@@ -87,8 +88,8 @@ def test_taxonomy_counts_shares_and_per_turn(tmp_path):
 def test_flexible_view_rescues_only_the_tagless_reply_with_the_right_total(tmp_path):
     write_run(tmp_path)
     summary = summarize(tmp_path)
-    assert summary["index_accuracy"] == [0.5, 0.0, 0.0]  # strict scoring is unchanged
-    assert summary["flexible"] == {
+    assert summary.index_accuracy == [0.5, 0.0, 0.0]  # strict scoring is unchanged
+    assert summary.flexible.model_dump() == {
         "index_accuracy": [0.5, 0.5, 0.0],
         "turns_rescued": 1,
         "turns_extracted": 2,
@@ -101,7 +102,7 @@ def test_flexible_view_reads_a_file_not_in_the_writers_format(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     path.write_text("".join(json.dumps(line, indent=None) + "\n" for line in lines))  # ": "
     assert '"status": "no_answer"' in path.read_text()
-    assert summarize(tmp_path)["flexible"]["turns_rescued"] == 1
+    assert summarize(tmp_path).flexible.turns_rescued == 1
 
 
 def test_printed_table_names_the_top_two_categories(tmp_path):
@@ -118,13 +119,13 @@ def test_printed_table_names_the_top_two_categories(tmp_path):
 def test_lhe_summarize_recomputes_both(tmp_path, capsys):
     write_run(tmp_path)
     summary = summarize(tmp_path)
-    stale = dict(summary, error_taxonomy=None, flexible=None)
-    write_summary(tmp_path, stale)
+    summary.model_copy(update={"error_taxonomy": None, "flexible": None}).write(tmp_path)
+    assert read_json(tmp_path / SUMMARY_FILE)["error_taxonomy"] is None
     main([str(tmp_path)])
     capsys.readouterr()
     rewritten = read_json(tmp_path / SUMMARY_FILE)
-    assert rewritten["error_taxonomy"] == summary["error_taxonomy"]
-    assert rewritten["flexible"] == summary["flexible"]
+    assert rewritten["error_taxonomy"] == summary.error_taxonomy.model_dump(mode="json")
+    assert rewritten["flexible"] == summary.flexible.model_dump(mode="json")
 
 
 def test_no_taxonomy_when_the_task_set_cannot_be_rebuilt(tmp_path):
@@ -132,8 +133,8 @@ def test_no_taxonomy_when_the_task_set_cannot_be_rebuilt(tmp_path):
     manifest = read_json(tmp_path / "manifest.json")
     manifest["task_set"]["fingerprint"] = "0" * 64
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    taxonomy = summarize(tmp_path)["error_taxonomy"]
-    assert taxonomy["unavailable"] == (
+    taxonomy = summarize(tmp_path).error_taxonomy
+    assert taxonomy.unavailable == (
         "the rebuilt task set differs from the run's (fingerprint mismatch)"
     )
-    assert taxonomy["overall"] == {}
+    assert taxonomy.overall == {}

@@ -61,7 +61,7 @@ async def test_an_adapter_given_by_dotted_path_is_found_and_used(outside_package
     summary = await execute(config, tmp_path / "run")
     records = read_records(tmp_path / "run")
     assert len(records) == 6 and all(r.answer == r.truth for r in records)
-    assert summary["task_accuracy"][-1] == 1.0
+    assert summary.task_accuracy[-1] == 1.0
 
 
 async def test_an_adapter_registered_by_entry_point_is_found(outside_package, monkeypatch):
