@@ -3,9 +3,10 @@
 It has no side channel to the truth. Like a model, it reads the dictionary from the system
 message, the keys from the last user message and its running total from its last answer in
 the history, then adds each value correctly with probability ``1 - error`` (else adds a wrong
-value). It exists to calibrate the metrics against Proposition 1 (a turn of K keys is right
-with probability p^K), for fast tests and demos. Its numbers are never a model's, and every
-output that shows them says so.
+value). Asked for chain of thought, it shows its working in the worked example's layout,
+a wrong value as a misread line. It exists to calibrate the metrics against Proposition 1
+(a turn of K keys is right with probability p^K), for fast tests and demos. Its numbers are
+never a model's, and every output that shows them says so.
 
 Replies are a pure function of the conversation and the seed (the generator is seeded from a
 hash of both), so a resumed or retried turn gets the same reply and concurrency never changes
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from providers.base import ChatResult, Message, Provider, Sampling, Usage
 from tasks.parsing import format_answer, parse_reply
-from tasks.prompts import read_dictionary
+from tasks.prompts import read_dictionary, read_mode
+from tasks.working import cot_reply
 
 ErrorKind = Literal[
     "value_only", "stale", "skipped_key", "doubled_key", "sign_flip", "wrong_key", "arithmetic"
@@ -124,15 +126,20 @@ class SimulatedProvider(Provider):
         keys = [w.strip() for w in user_turns[-1].content.split(",")]
         if self.config.error_mix is not None:
             values = [dictionary[key] for key in keys]
-            return format_answer(self._mixed_total(base, values, dictionary, error, rng))
-        total = base
-        for key in keys:
-            value = dictionary[key]
-            if rng.random() < error:
-                offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
-                value += offset
-            total += value
-        return format_answer(total)
+            answer = self._mixed_total(base, values, dictionary, error, rng)
+            # A CoT reply's working ends at the answer: the last value carries the error.
+            values[-1] += answer - base - sum(values)
+        else:
+            values = []
+            for key in keys:
+                value = dictionary[key]
+                if rng.random() < error:
+                    offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
+                    value += offset
+                values.append(value)
+        if read_mode(messages[0].content) == "cot":
+            return cot_reply(base, keys, values)
+        return format_answer(base + sum(values))
 
     def _mixed_total(
         self,
