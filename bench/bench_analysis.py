@@ -15,6 +15,9 @@ few weights @ matrix products, never a (resamples, episodes, turns) array), so t
 charged the full-size time for it. The same phase is also timed with the estimator the
 summary used before Kaplan-Meier (plain per-turn means of task correctness, one horizon),
 side by side, for the before/after ratio.
+The error taxonomy (``harness.analysis.failures``: every turn classified, plus
+the permutation chance baseline and the task set rebuilt from the manifest) is timed against
+the same rules written as a loop over records; target under 2 s at 1M turns.
 
     python bench/bench_analysis.py
     python bench/bench_analysis.py --episodes 300   # smaller full size
@@ -33,6 +36,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.failures import (
+    classify_answers,
+    error_taxonomy,
+    one_digit_apart,
+    task_set_of,
+)
 from harness.analysis.metrics import horizon, score_matrices
 from harness.analysis.statistics import (
     column_percentiles,
@@ -46,7 +55,7 @@ from harness.analysis.survival_summary import survival_blocks
 from harness.cli import compose_config
 from harness.economics.costs import economics
 from harness.pipeline import make_task_set
-from harness.records.manifest import build_manifest, write_manifest
+from harness.records.manifest import Manifest, build_manifest, read_manifest, write_manifest
 from harness.records.schema import TURNS_FILE, TurnRecord, latest_records, read_records
 from harness.records.table import read_table
 from providers.base import Usage
@@ -54,6 +63,7 @@ from testing import oracles
 
 TURNS, RESAMPLES, P = 1000, 1000, 0.999
 HORIZON = "horizon + bootstrap"
+TAXONOMY = "error taxonomy"
 NO_ANSWER, RETRIED = 0.001, 0.002
 """Shares of replies without an answer tag and of requests that needed one retry."""
 
@@ -159,6 +169,44 @@ def timed(phases: dict[str, float], name: str, fn: Callable):
     return result
 
 
+def loop_taxonomy(records: list[TurnRecord], manifest: Manifest) -> Counter:
+    """The taxonomy's rules as the obvious loop over records (no chance baseline)."""
+    task_set = task_set_of(manifest)
+    dictionary = set(task_set.values.tolist())
+    by_turn = task_set.step_values.reshape(task_set.samples, task_set.turns, task_set.k)
+    found: Counter = Counter()
+    for record in latest_records(records).values():
+        a, b, t = record.answer, record.base, record.truth
+        if record.status in ("provider_error", "filled"):
+            continue
+        if a is None:
+            found[record.status] += 1
+            continue
+        v = by_turn[record.episode, record.turn].tolist()
+        u = b + sum(v)
+        if a == u:
+            found["correct" if a == t else "carried"] += 1
+        elif a == t:
+            found["recovered"] += 1
+        elif a == b:
+            found["stale"] += 1
+        elif b != 0 and (a == sum(v) or (len(v) > 1 and a == v[-1])):
+            found["value_only"] += 1
+        elif len(v) > 1 and any(a == u - x for x in v):
+            found["skipped_key"] += 1
+        elif len(v) > 1 and any(a == u + x for x in v):
+            found["doubled_key"] += 1
+        elif any(a == u - 2 * x for x in v):
+            found["sign_flip"] += 1
+        elif any(a - u + x in dictionary for x in v):
+            found["wrong_key"] += 1
+        elif abs(a - u) <= 10 or one_digit_apart(a, u):
+            found["arithmetic"] += 1
+        else:
+            found["other"] += 1
+    return found
+
+
 def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     phases: dict[str, float] = {}
     records = timed(phases, "read", lambda: read_records(run_dir))
@@ -171,6 +219,8 @@ def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, "counts", lambda: old_counts(records))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(records, summary.model_dump(), None, 0.5))
+    manifest = read_manifest(run_dir)
+    timed(phases, TAXONOMY, lambda: loop_taxonomy(records, manifest))
     return phases
 
 
@@ -186,6 +236,8 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
     timed(phases, "counts", lambda: new_counts(run_dir, table))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
     timed(phases, "economics", lambda: economics(table, summary.model_dump(), None, 0.5))
+    manifest, latest = read_manifest(run_dir), table.latest()
+    timed(phases, TAXONOMY, lambda: error_taxonomy(latest, manifest, turns=TURNS, seed=0))
     return phases
 
 
@@ -199,6 +251,17 @@ def summarize_time(run_dir: Path) -> dict[str, float]:
     phases: dict[str, float] = {}
     timed(phases, "summarize", lambda: summarize(run_dir))
     return phases
+
+
+def worst_case_classification(turns: int) -> float:
+    """Seconds to classify ``turns`` turns whose answers are all wrong (uniform in +-3000)."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(-99, 100, (turns, 1))
+    bases = rng.integers(-3000, 3001, turns)
+    answers = rng.integers(-3000, 3001, turns)
+    start = time.perf_counter()
+    classify_answers(answers, bases, values, bases + values[:, 0], rng.integers(-99, 100, 100))
+    return time.perf_counter() - start
 
 
 def best_of(repeat: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
@@ -231,6 +294,7 @@ def main() -> None:
                 "after": _seconds(lambda: survival_analysis(scores)),
             },
         )
+        worst = min(worst_case_classification(args.episodes * TURNS) for _ in range(args.repeat))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(
@@ -261,6 +325,14 @@ def main() -> None:
         f"horizon phase at full size: plain means (before) {estimators['before']:.3f} s, "
         f"Kaplan-Meier + survival blocks (after) {estimators['after']:.3f} s, "
         f"ratio after/before {estimators['after'] / estimators['before']:.2f}"
+    )
+    taxonomy_verdict = "met" if new_full[TAXONOMY] < 2 else "MISSED"
+    print(
+        f"error taxonomy, full size: {new_full[TAXONOMY]:.2f} s (target < 2 s: {taxonomy_verdict})"
+    )
+    print(
+        f"classification alone, every turn wrong (random answers), full size: {worst:.2f} s "
+        f"(target < 2 s: {'met' if worst < 2 else 'MISSED'})"
     )
     verdict = "met" if end_to_end < 5 else "MISSED"
     print(f"summarize() end to end, full size: {end_to_end:.2f} s (target < 5 s: {verdict})")

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from providers.base import ChatResult, Message, Provider, Sampling, Usage
 from tasks.parsing import format_answer, parse_reply
 from tasks.prompts import read_dictionary, read_mode
 from tasks.working import cot_reply
+
+ErrorKind = Literal[
+    "value_only", "stale", "skipped_key", "doubled_key", "sign_flip", "wrong_key", "arithmetic"
+]
+"""Shapes of a wrong turn the executor can make, named as the error taxonomy names them
+(``harness.analysis.failures``)."""
 
 
 class SimulatedConfig(BaseModel):
@@ -45,6 +51,17 @@ class SimulatedConfig(BaseModel):
     """Approximation used for the (estimated) token counts."""
     latency_s: float = Field(0.0, ge=0.0)
     """Seconds each reply takes (an asyncio sleep), to exercise scheduling and interrupts."""
+    error_mix: dict[ErrorKind, float] | None = None
+    """Relative weights of the kind of a wrong turn (``{value_only: 0.5, arithmetic: 0.5}``);
+    a turn with any wrong step makes one error of a kind drawn from them. None: every wrong
+    step adds a non-zero offset in [-10, 10] of its own."""
+
+    @field_validator("error_mix")
+    @classmethod
+    def _check_mix(cls, mix: dict[str, float] | None) -> dict[str, float] | None:
+        if mix is not None and (any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0):
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return mix
 
 
 def _last_answer(content: str) -> int | None:
@@ -107,16 +124,60 @@ class SimulatedProvider(Provider):
         error = self.step_error_rate(wrong_share, earlier)
         rng = self._rng(messages, sampling, replicate)
         keys = [w.strip() for w in user_turns[-1].content.split(",")]
-        values = []
-        for key in keys:
-            value = dictionary[key]
-            if rng.random() < error:
-                offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
-                value += offset
-            values.append(value)
+        if self.config.error_mix is not None:
+            values = [dictionary[key] for key in keys]
+            answer = self._mixed_total(base, values, dictionary, error, rng)
+            # A CoT reply's working ends at the answer: the last value carries the error.
+            values[-1] += answer - base - sum(values)
+        else:
+            values = []
+            for key in keys:
+                value = dictionary[key]
+                if rng.random() < error:
+                    offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
+                    value += offset
+                values.append(value)
         if read_mode(messages[0].content) == "cot":
             return cot_reply(base, keys, values)
         return format_answer(base + sum(values))
+
+    def _mixed_total(
+        self,
+        base: int,
+        values: list[int],
+        dictionary: dict[str, int],
+        error: float,
+        rng: np.random.Generator,
+    ) -> int:
+        """The answer under ``error_mix``: a turn of K steps is right with probability p^K.
+
+        A wrong turn makes one error of a drawn kind at its first wrong step. A kind that
+        cannot be wrong here (the value alone when the base is 0, a skipped value of 0)
+        becomes an arithmetic slip, so the turn stays wrong and p^K stays exact.
+        """
+        update = base + sum(values)
+        wrong_steps = np.flatnonzero(rng.random(len(values)) < error)
+        if not wrong_steps.size:
+            return update
+        mix = self.config.error_mix or {}
+        kinds = sorted(mix)
+        weights = np.array([mix[kind] for kind in kinds], dtype=np.float64)
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]
+        value = values[int(wrong_steps[0])]
+        if kind == "wrong_key":
+            others = sorted({v for v in dictionary.values() if v != value})
+            answer = update - value + int(rng.choice(others)) if others else update
+        else:
+            answer = {
+                "value_only": sum(values),
+                "stale": base,
+                "skipped_key": update - value,
+                "doubled_key": update + value,
+                "sign_flip": update - 2 * value,
+            }.get(kind, update)
+        if answer == update:  # an arithmetic slip, drawn or as the fallback
+            answer += int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
+        return answer
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`."""

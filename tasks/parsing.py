@@ -3,6 +3,12 @@
 The parser is total: any string, however hostile, yields a :class:`ParsedReply`. Reasoning in
 ``<think>`` blocks is removed first, because a model thinking aloud may write ``<answer>`` tags
 it later revises; only the visible part counts.
+
+Two readings of a reply live here. :func:`parse_reply` is the strict one: it alone scores
+turns and decides what the history shows. :func:`flexible_answer` is the lenient view beside
+it (lm-eval's ``flexible-extract`` beside ``strict-match``): where the strict parser finds no
+usable tag it takes the last integer of the visible reply, so a report can tell a model that
+cannot add from one that cannot follow the format.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ _THINK_CLOSE = re.compile("</think>", re.IGNORECASE)
 _ANSWER_OPEN = re.compile("<answer>", re.IGNORECASE)
 _ANSWER_CLOSE = re.compile("</answer>", re.IGNORECASE)
 _INTEGER = re.compile(rf"[+-]?\d{{1,{MAX_ANSWER_DIGITS}}}")
+_LOOSE_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?")
+"""A number in free text. It starts after neither a digit nor a point, so a minus right after
+a digit is an operator (``12-5`` ends in 5, not -5) and a decimal (``12.5``, ``.5``) is one
+number, never the integers around its point."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +103,22 @@ def parse_reply(text: str) -> ParsedReply:
 def format_answer(value: int) -> str:
     """The canonical answer tag, as the demo shows it and a direct-mode history stores it."""
     return f"<answer>{value}</answer>"
+
+
+def flexible_answer(text: str) -> int | None:
+    """The strict answer when there is one, else the last integer of the visible reply.
+
+    None when the visible reply ends in no integer at all: its last number is a decimal, has
+    more than :data:`MAX_ANSWER_DIGITS` digits, or there is no number. Reasoning is stripped
+    as for the strict parser, so a number the model only thought never counts.
+    """
+    parsed = parse_reply(text)
+    if parsed.answer is not None:
+        return parsed.answer
+    last = deque(_LOOSE_NUMBER.finditer(parsed.visible), maxlen=1)
+    if not last:
+        return None
+    number = last[0].group()
+    if "." in number or len(number.lstrip("-")) > MAX_ANSWER_DIGITS:
+        return None
+    return int(number)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.analysis.concurrency import LimitSummary
+from harness.analysis.failures import ErrorTaxonomy
+from harness.analysis.flexible import FlexibleScores
 from harness.analysis.format_drift import FormatDrift
 from harness.analysis.survival_summary import (
     ErrorDynamics,
@@ -232,6 +234,10 @@ class RunSummary(_Part):
     """Cost figures."""
     concurrency: LimitSummary | None = None
     """What ``run.concurrency=auto``'s limit did (None with a fixed limit)."""
+    error_taxonomy: ErrorTaxonomy | None = None
+    """How the wrong turns were wrong (``harness.analysis.failures``)."""
+    flexible: FlexibleScores | None = None
+    """Index accuracy with the last integer of tagless replies (strict scoring unchanged)."""
     sessions: int = 0
     """Sessions that ended normally (a killed session writes none)."""
     turns_resumed: int = 0

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.concurrency import limit_summary
+from harness.analysis.failures import error_taxonomy
+from harness.analysis.flexible import flexible_scores
 from harness.analysis.format_drift import run_format_drift
 from harness.analysis.metrics import column_means, horizon, prop1, score_matrices
 from harness.analysis.run_summary import (
@@ -169,6 +171,8 @@ def summarize(
     summary.batch = batch_summary(
         run_dir, model_config.batch, batch_price_note(model_config, price)
     )
+    summary.error_taxonomy = error_taxonomy(latest, manifest, turns=turns, seed=seed)
+    summary.flexible = flexible_scores(run_dir, table, latest, episodes=episodes, turns=turns, k=k)
     return summary
 
 

@@ -26,6 +26,8 @@ from harness.records.schema import (
     latest_records,
     read_records,
 )
+from harness.report.failure_figures import write_category_figure
+from harness.report.failures_section import taxonomy_section
 from harness.report.html import STYLE, data_uri, esc, frame_table
 from harness.report.run_figures import (
     LIMIT_FIGURE,
@@ -231,7 +233,7 @@ def failure_table(example: FailureExample) -> str:
 def _failures_section(records: list[TurnRecord], episodes: int) -> str:
     examples, failed = first_failures(records)
     parts = [
-        "<h2>How it failed</h2>",
+        "<h3>First failures</h3>",
         f"<p>{failed} of {episodes} episodes gave a wrong running total at some turn. "
         f"Below, for {len(examples)} of them, the first such turn (highlighted) and the "
         f"{TURNS_BEFORE_FAILURE} turns before it. <em>truth</em> is the true running total; "
@@ -241,7 +243,7 @@ def _failures_section(records: list[TurnRecord], episodes: int) -> str:
     if not examples:
         parts.append("<p>No scored turn was wrong.</p>")
     for example in examples:
-        parts.append(f"<h3>Episode {example.episode}: first wrong at turn {example.turn + 1}</h3>")
+        parts.append(f"<h4>Episode {example.episode}: first wrong at turn {example.turn + 1}</h4>")
         parts.append(failure_table(example))
     return "\n".join(parts)
 
@@ -304,6 +306,7 @@ def render_report(summary: RunSummary, manifest: Manifest, run_dir: Path) -> str
         if (run_dir / name).exists()  # no task figure under a rewritten history
     )
     config_json = json.dumps(manifest.config, indent=2)
+    records = read_records(run_dir)
     sections = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -329,7 +332,8 @@ def render_report(summary: RunSummary, manifest: Manifest, run_dir: Path) -> str
             summary,
             data_uri(run_dir / HAZARD_FIGURE) if (run_dir / HAZARD_FIGURE).exists() else None,
         ),
-        _failures_section(read_records(run_dir), summary.episodes),
+        taxonomy_section(summary, manifest, records, run_dir),
+        _failures_section(records, summary.episodes),
         "<h2>Counts</h2>",
         frame_table(counts_table(summary)),
         "<h2>Configuration</h2>",
@@ -345,6 +349,7 @@ def write_run_report(run_dir: Path) -> Path:
     summary = read_summary(run_dir)
     manifest = read_manifest(run_dir)
     write_run_figures(run_dir, summary)
+    write_category_figure(run_dir, summary)
     path = run_dir / REPORT_FILE
     atomic_write_text(path, render_report(summary, manifest, run_dir))
     return path

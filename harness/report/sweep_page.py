@@ -13,9 +13,10 @@ from harness.analysis.run_summary import read_summary
 from harness.economics.costs import pareto_frontier
 from harness.files import atomic_write_json, atomic_write_text
 from harness.records.manifest import read_manifest
+from harness.report.failure_figures import write_categories_per_run
 from harness.report.html import STYLE, data_uri, esc, frame_table
 from harness.report.survival_section import self_conditioning_table
-from harness.report.sweep_figures import sweep_figures
+from harness.report.sweep_figures import run_labels, sweep_figures
 
 REPORT_DIR = "report"
 PAGE = "index.html"
@@ -94,6 +95,10 @@ def write_sweep_report(root: Path) -> list[Path]:
             ("Self-conditioning: history effect injected vs observed (log-odds)", history_effects)
         )
     figures = sweep_figures(table, summaries, out_dir)
+    runs = list(table["run"])
+    figures += write_categories_per_run(
+        run_labels(table), runs, [summaries[run] for run in runs], out_dir
+    )
     paths += figures
     page = out_dir / PAGE
     simulated = bool(table["simulated"].any())

@@ -13,6 +13,7 @@ from harness.analysis.format_drift import drift_warning
 from harness.analysis.run_summary import SUMMARY_FILE, HorizonSummary, RunSummary
 from harness.economics.costs import format_usd
 from harness.records.schema import TURNS_FILE
+from harness.report.failures_text import taxonomy_lines
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -129,6 +130,7 @@ def format_table(summary: RunSummary, run_dir: Path, report_turns: Sequence[int]
         "",
         f"errors     format {summary.format_errors}, provider {summary.provider_errors}, "
         f"context exceeded {summary.context_exceeded}, retries {summary.retries}",
+        *taxonomy_lines(summary, shown_turns),
         *([f"warning    {warning}"] if (warning := drift_warning(summary.format_drift)) else []),
         f"tokens     spent: prompt {spent.prompt_tokens:,}, completion {spent.completion_tokens:,}"
         + (" (estimated)" if spent.estimated else "")

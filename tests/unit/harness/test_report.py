@@ -86,13 +86,15 @@ def written_run(run_dir, *, samples, turns, answer_for, label="tiny-model"):
     return summary
 
 
-def assert_self_contained(page):
+def assert_self_contained(page, figures=4):
+    """Every figure inlined; ``figures``: turn accuracy, task accuracy, hazard, error
+    categories."""
     assert 'src="http' not in page and "src='http" not in page
     assert "<link" not in page
     assert "<script" not in page
     assert "url(" not in page  # no CSS fetches either
     images = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(images) == 3  # turn and task accuracy, hazard
+    assert len(images) == figures
     assert all(src.startswith("data:image/png;base64,") for src in images)
 
 
