@@ -28,7 +28,7 @@ from harness.run.cache import CachedProvider, Endpoint, ResponseCache
 from harness.run.history import HistoryPolicy
 from harness.run.progress import ProgressLine
 from harness.run.runner import Runner, RunProgress
-from harness.run.workers import ShardedRunner, merge_shards
+from harness.run.workers import SHARDS_DIR, ShardedRunner, merge_shards, shard_episodes
 from providers.base import Provider
 from providers.batching import create_batching
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
@@ -270,7 +270,7 @@ async def execute(
     progress_line = ProgressLine(budget, priced=price is not None)
     if config.run.workers > 1:  # the parent only checked the endpoint; workers connect anew
         await provider.aclose()
-        runner: Runner | ShardedRunner = ShardedRunner(config, run_dir)
+        runner: Runner | ShardedRunner = ShardedRunner(config, run_dir, run_shard)
     else:
         runner = make_runner(
             config,
@@ -385,3 +385,44 @@ def run(
 ) -> RunSummary | RunEstimate:
     """Synchronous entry point."""
     return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))
+
+
+async def run_shard(
+    config: RunConfig, run_dir: Path, index: int, workers: int
+) -> tuple[RunProgress, float]:
+    """One worker process of ``run.workers``: its shard of the episodes.
+
+    Its records go to a folder of its own, which :class:`~harness.run.workers.ShardedRunner`
+    merges into ``turns.jsonl``.
+    """
+    task_set = make_task_set(config)
+    shard_dir = run_dir / SHARDS_DIR / str(index)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    provider = await make_provider(config)
+    limit = adaptive_limit(config, provider, run_dir, worker=index)
+    if config.cache.active(config.model.temperature):
+        endpoint = Endpoint(
+            provider=config.model.provider,
+            base_url=config.model.provider_options().get("base_url"),
+            label=provider.label,
+        )
+        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
+    price = run_price(config, run_dir)
+    runner = make_runner(
+        config,
+        task_set,
+        provider,
+        shard_dir,
+        budget=Budget(limits=config.budget, cost_of=lambda usage: usage_cost(usage, price)),
+        episodes=shard_episodes(task_set.samples, workers, index),
+        read_from=run_dir,
+    )
+    remove_handlers = _handle_signals(runner, run_dir)
+    started = time.perf_counter()
+    try:
+        return await runner.run(), time.perf_counter() - started
+    finally:
+        remove_handlers()
+        await provider.aclose()
+        if limit is not None:
+            limit.close()

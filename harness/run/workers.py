@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,10 @@ from harness.run.runner import RunProgress
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
+
+
+ShardWork = Callable[[RunConfig, Path, int, int], Awaitable[tuple[RunProgress, float]]]
+"""One worker's run: (config, run dir, worker index, workers) -> (progress, run seconds)."""
 
 
 def shard_episodes(samples: int, workers: int, index: int) -> list[int]:
@@ -116,9 +121,12 @@ def _context() -> multiprocessing.context.BaseContext:
 class ShardedRunner:
     """Runs a config's episodes in ``run.workers`` processes; the interface of ``Runner``."""
 
-    def __init__(self, config: RunConfig, run_dir: Path) -> None:
+    def __init__(self, config: RunConfig, run_dir: Path, work: ShardWork) -> None:
         self.config = config
         self.run_dir = run_dir
+        self.work = work
+        """What one worker process runs (``harness.pipeline.run_shard``): passed in, so this
+        module needs nothing from the pipeline that wires it."""
         self.workers = config.run.workers
         self.progress = RunProgress(episodes_total=config.task.samples)
         self._processes: list[multiprocessing.process.BaseProcess] = []
@@ -137,7 +145,7 @@ class ShardedRunner:
             receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_main,
-                args=(shard_config, str(self.run_dir), index, self.workers, send),
+                args=(self.work, shard_config, str(self.run_dir), index, self.workers, send),
                 name=f"lhe-worker-{index}",
             )
             process.start()
@@ -185,63 +193,16 @@ def _result(process: multiprocessing.process.BaseProcess, pipe: Any) -> dict[str
     return part
 
 
-def _worker_main(config_json: str, run_dir: str, index: int, workers: int, pipe: Any) -> None:
+def _worker_main(
+    work: ShardWork, config_json: str, run_dir: str, index: int, workers: int, pipe: Any
+) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
     try:
         config = RunConfig.model_validate_json(config_json)
-        progress, run_s = asyncio.run(_work(config, Path(run_dir), index, workers))
+        progress, run_s = asyncio.run(work(config, Path(run_dir), index, workers))
         pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
     finally:
         pipe.close()
-
-
-async def _work(
-    config: RunConfig, run_dir: Path, index: int, workers: int
-) -> tuple[RunProgress, float]:
-    # Imported here: the pipeline module imports this one.
-    from harness.economics.budget import Budget
-    from harness.economics.costs import usage_cost
-    from harness.pipeline import (
-        _handle_signals,
-        adaptive_limit,
-        make_provider,
-        make_runner,
-        make_task_set,
-        run_price,
-    )
-    from harness.run.cache import CachedProvider, Endpoint, ResponseCache
-
-    task_set = make_task_set(config)
-    shard_dir = run_dir / SHARDS_DIR / str(index)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    provider = await make_provider(config)
-    limit = adaptive_limit(config, provider, run_dir, worker=index)
-    if config.cache.active(config.model.temperature):
-        endpoint = Endpoint(
-            provider=config.model.provider,
-            base_url=config.model.provider_options().get("base_url"),
-            label=provider.label,
-        )
-        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
-    price = run_price(config, run_dir)
-    runner = make_runner(
-        config,
-        task_set,
-        provider,
-        shard_dir,
-        budget=Budget(limits=config.budget, cost_of=lambda usage: usage_cost(usage, price)),
-        episodes=shard_episodes(task_set.samples, workers, index),
-        read_from=run_dir,
-    )
-    remove_handlers = _handle_signals(runner, run_dir)
-    started = time.perf_counter()
-    try:
-        return await runner.run(), time.perf_counter() - started
-    finally:
-        remove_handlers()
-        await provider.aclose()
-        if limit is not None:
-            limit.close()
