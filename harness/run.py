@@ -84,7 +84,12 @@ async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
 
 
 def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | None) -> None:
-    """Refuse a run the budget cannot pay for, or cannot even price."""
+    """Refuse a run the budget cannot pay for, or cannot even price.
+
+    With ``budget.over_estimate=run`` an estimate above the budget only prints a note: the
+    run starts and stops at the limit. A dollar limit without a price is refused either way,
+    since nothing could ever reach it.
+    """
     for name in ("max_usd", "sweep_max_usd"):
         if getattr(config.budget, name) is not None and price is None:
             raise ConfigError(
@@ -92,7 +97,13 @@ def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | 
                 "USD per 1M tokens, output: USD per 1M tokens}} or drop the limit"
             )
     reason = exceeds_budget(estimate, config.budget)
-    if reason:
+    if reason and config.budget.over_estimate == "run":
+        print(
+            f"lhe: note: {reason.split(';')[0]}; budget.over_estimate=run: starting anyway, "
+            "the run stops at the budget",
+            file=sys.stderr,
+        )
+    elif reason:
         raise ConfigError(reason)
 
 
@@ -147,7 +158,8 @@ async def execute(
     runner = Runner(
         task_set=task_set,
         provider=provider,
-        sampling=config.model.sampling(n=config.run.votes),
+        sampling=config.model.sampling(),
+        strategy=config.strategy,
         policy=HistoryPolicy(
             source=history.source,
             rate=history.rate,
@@ -208,6 +220,8 @@ async def _run_and_summarize(
         status, note = "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
     elif progress.stopped_by:
         status, note = "stopped", f"stopped early by {progress.stopped_by}"
+        if progress.stopped_by.startswith("budget."):
+            note += f" after {progress.turns_done + progress.turns_resumed:,} turns"
     elif progress.provider_errors:
         note = (
             f"{progress.provider_errors} turn(s) failed at the provider after retries (last: "

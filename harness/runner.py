@@ -9,7 +9,6 @@ is re-run on resume; a fatal error (bad key, unknown model) stops the whole run 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -19,14 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from harness.budget import Budget
+from harness.config import StrategyConfig
 from harness.episode import Conversation
 from harness.history import HistoryPolicy, Shown
 from harness.metrics import UNSCORED_STATUSES
 from harness.records import TurnRecord, TurnWriter, clip, latest_records, read_records
 from harness.stopping import decided_length, horizon_decided
-from harness.voting import majority_answer, sample_n
-from providers.base import ChatResult, FatalProviderError, Provider, Sampling
-from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
+from harness.strategies import draw_turn, sample_seed
+from providers.base import FatalProviderError, Provider, Sampling
+from tasks.parsing import ParsedReply, strip_reasoning
 from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
 
@@ -53,9 +53,8 @@ class RunProgress:
 
 
 def request_seed(run_seed: int, episode: int, turn: int) -> int:
-    """A per-request sampling seed that does not depend on scheduling order."""
-    digest = hashlib.blake2b(f"{run_seed}:{episode}:{turn}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+    """A per-request sampling seed that does not depend on scheduling order (sample 0)."""
+    return sample_seed(run_seed, episode, turn, 0)
 
 
 def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
@@ -91,32 +90,6 @@ class EarlyStop:
     seed: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The reply of one turn after voting: what is scored and what the history may show."""
-
-    parsed: ParsedReply
-    content: str
-    sample_answers: list[int | None] | None = None
-    agreement: float | None = None
-
-
-def choose_reply(result: ChatResult, rng_seed: int) -> Reply:
-    """Parse the reply; with several samples, keep the sample that gave the majority answer."""
-    if len(result.samples) <= 1:
-        return Reply(parsed=parse_reply(result.content), content=result.content)
-    parsed = [parse_reply(sample) for sample in result.samples]
-    answers = [p.answer for p in parsed]
-    winner, agreement = majority_answer(answers, np.random.default_rng(rng_seed))
-    index = answers.index(winner) if winner is not None else 0
-    return Reply(
-        parsed=parsed[index],
-        content=result.samples[index],
-        sample_answers=answers,
-        agreement=agreement,
-    )
-
-
 class Runner:
     """Schedules episodes and writes their records; see the module docstring."""
 
@@ -134,6 +107,7 @@ class Runner:
         run_seed: int = 0,
         budget: Budget | None = None,
         early_stop: EarlyStop | None = None,
+        strategy: StrategyConfig | None = None,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
     ) -> None:
         self.task_set = task_set
@@ -148,6 +122,7 @@ class Runner:
         self.on_turn = on_turn
         self.budget = budget or Budget()
         self.early_stop = early_stop or EarlyStop()
+        self.strategy = strategy or StrategyConfig()
         # index correctness of finished episodes, for stop.when_decided
         self._finished_rows: dict[int, np.ndarray] = {}
         self._decision_rng = np.random.default_rng(self.early_stop.seed)
@@ -307,10 +282,14 @@ class Runner:
                 records.append(record)
                 continue
             messages = conversation.ask(keys)
-            seed = request_seed(self.run_seed, episode, turn)
-            result = await sample_n(
-                self.provider, messages, self.sampling.model_copy(update={"seed": seed})
+            draw = await draw_turn(
+                self.provider,
+                messages,
+                self.sampling,
+                self.strategy,
+                lambda i, e=episode, t=turn: sample_seed(self.run_seed, e, t, i),
             )
+            result = draw.combined()
             reasoning, _ = clip(result.reasoning)
             call = dict(
                 usage=result.usage,
@@ -334,20 +313,19 @@ class Runner:
                 if result.outcome == "provider_error":
                     return  # not finished: a resume re-runs it
                 break
-            reply = choose_reply(result, seed)
-            shown: Shown = self.policy.shown(episode, turn, common["truth"], reply.parsed)
-            stored, length = clip(reply.content)
+            parsed = draw.winner.parsed  # type: ignore[union-attr]  # no failure: a winner
+            shown: Shown = self.policy.shown(episode, turn, common["truth"], parsed)
+            stored, length = clip(result.content)
             record = TurnRecord(
                 **common,
                 **call,
-                status=reply.parsed.status,
-                answer=reply.parsed.answer,
+                status=parsed.status,
+                answer=parsed.answer,
                 reply=stored,
                 reply_chars=length,
                 shown=shown.value,
                 injected=shown.injected,
-                sample_answers=reply.sample_answers,
-                agreement=reply.agreement,
+                **draw.record_fields(),
             )
             self._emit(writer, record)
             records.append(record)

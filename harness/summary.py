@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.config import ModelConfig
+from harness.analysis.strategy_stats import strategy_summary
+from harness.config import ModelConfig, StrategyConfig
 from harness.costs import economics, format_usd, load_price_table, resolve_price
 from harness.files import atomic_write_json, read_json
 from harness.manifest import MANIFEST_FILE
@@ -56,6 +57,7 @@ def summarize(
     own_history = history.get("source", "own") == "own"
     task_curve = _curve(column_means(scores.task_correct)) if own_history else [None] * turns
 
+    strategy = _strategy(manifest["config"])
     statuses = latest.status_counts()
     model_config = ModelConfig.model_validate(manifest["config"]["model"])
     price = resolve_price(model_config, table.reported_model_id(), load_price_table())
@@ -91,7 +93,8 @@ def summarize(
         "task_accuracy": task_curve,
         "ci95": curve_ci,
         "history": history,
-        "votes": manifest["config"].get("run", {}).get("votes", 1),
+        "votes": strategy.n if strategy.name == "majority" else 1,
+        "strategy": strategy_summary(table, strategy.model_dump(mode="json"), k),
         "horizon": None
         if not own_history
         else {
@@ -116,6 +119,13 @@ def summarize(
     }
     summary["economics"] = economics(table, summary, price, s)
     return summary
+
+
+def _strategy(config: dict[str, Any]) -> StrategyConfig:
+    """The run's strategy; a manifest from before strategies gives ``run.votes`` as majority."""
+    votes = config.get("run", {}).get("votes", 1)
+    raw = config.get("strategy") or ({"name": "majority", "n": votes} if votes > 1 else {})
+    return StrategyConfig.model_validate(raw)
 
 
 def _turns_not_needed(latest: RecordTable, turns: int, after_failure: bool) -> int:
