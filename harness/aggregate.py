@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.analysis.strategy_stats import strategy_columns
 from harness.files import read_json
 from harness.manifest import MANIFEST_FILE
 from harness.summary import SUMMARY_FILE
@@ -68,6 +69,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "target_turn": target,
         "filled_turns": (history.get("target_turn") or 1) - 1,
         "votes": summary.get("votes", 1),
+        **strategy_columns(summary),
         "status": summary["status"],
         "horizon_steps": horizon.get("steps"),
         "horizon_lo": ci[0],
@@ -105,7 +107,8 @@ def collect(root: Path) -> pd.DataFrame:
     if not rows:
         raise FileNotFoundError(f"no runs (summary.json + manifest.json) under {root}")
     table = pd.DataFrame(rows)
-    order = ["experiment", "model", "mode", "k", "history", "rate", "window", "votes", "run"]
+    order = ["experiment", "model", "mode", "k", "history", "rate", "window", "votes"]
+    order += ["strategy", "run"]
     return table.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)
 
 

@@ -201,7 +201,8 @@ def economics(
         * ``tokens`` (prompt, completion, reasoning, cached, total, estimated), ``requests``
           and ``cost_usd``: what this run spent; replies from the response cache are excluded
           and their prompt + completion tokens reported as ``cached_replay_tokens``.
-        * ``tokens_per_turn``: tokens per model-called turn (filled turns are not calls).
+        * ``tokens_per_turn`` and ``cost_per_turn_usd``: per model-called turn (filled turns
+          are not calls), every sample of a voting strategy included.
         * ``tokens_per_episode`` and ``cost_per_episode_usd``: means over episodes that
           called the model.
         * ``correct_steps``: K times the number of turn-correct turns (the model applied the
@@ -250,6 +251,7 @@ def economics(
         "cached_replay_tokens": int(tokens[c["cache_hit"] & called].sum()),
         "cost_usd": total(costs, spent),
         "tokens_per_turn": _ratio(all_tokens, turns_called),
+        "cost_per_turn_usd": _ratio(all_cost, turns_called),
         "tokens_per_episode": _ratio(all_tokens, episodes_called),
         "cost_per_episode_usd": _ratio(all_cost, episodes_called),
         "correct_steps": correct_steps,

@@ -7,6 +7,12 @@ from pathlib import Path
 from harness.aggregate import collect, single_turn_capacity, write_tables
 from harness.costs import pareto_frontier
 from harness.files import atomic_write_text, read_json
+from harness.horizon_per_dollar import (
+    FIGURE_NAME,
+    horizon_per_dollar_table,
+    plot_horizon_per_dollar,
+    wanted,
+)
 from harness.report import STYLE, _data_uri, _esc, _table
 from harness.summary import SUMMARY_FILE
 from harness.sweep_figures import sweep_figures
@@ -23,6 +29,7 @@ SHOWN_COLUMNS = [
     "rate",
     "window",
     "votes",
+    "strategy",
     "status",
     "horizon_steps",
     "horizon_lo",
@@ -63,6 +70,15 @@ def write_sweep_report(root: Path) -> list[Path]:
         )
     summaries = {run: read_json(root / run / SUMMARY_FILE) for run in table["run"]}
     figures = sweep_figures(table, summaries, out_dir)
+    per_dollar = horizon_per_dollar_table(table) if wanted(table) else None
+    if per_dollar is not None and len(per_dollar):
+        per_dollar_path = out_dir / "horizon_per_dollar.md"
+        per_dollar_path.write_text(per_dollar.to_markdown(index=False) + "\n", encoding="utf-8")
+        paths.append(per_dollar_path)
+        extra_tables.append(
+            ("Horizon per dollar (Pareto frontier across models and strategies)", per_dollar)
+        )
+        figures.append(plot_horizon_per_dollar(per_dollar, out_dir / FIGURE_NAME))
     paths += figures
     page = out_dir / PAGE
     simulated = bool(table["simulated"].any())

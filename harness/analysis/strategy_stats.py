@@ -51,3 +51,28 @@ def strategy_summary(table: RecordTable, strategy: dict[str, Any], k: int) -> di
         "capped_turns": int(latest.capped[voted].sum()),
         "vote_margin": _stats(margins.astype(float)),
     }
+
+
+def strategy_columns(summary: dict[str, Any]) -> dict[str, Any]:
+    """The sweep-table columns of a run's strategy and its cost per step.
+
+    A summary written before strategies existed reads as ``single`` (or ``majority n=N``
+    from its ``votes``).
+    """
+    block = summary.get("strategy") or {}
+    votes = summary.get("votes", 1)
+    name = block.get("name") or ("majority" if votes > 1 else "single")
+    label = {"single": "single", "majority": f"majority n={block.get('n', votes)}"}.get(
+        name, f"ahead_by_k k={block.get('k')}"
+    )
+    economics = summary.get("economics") or {}
+    k = int(summary["k"])
+    tokens_per_turn = economics.get("tokens_per_turn")
+    usd_per_turn = economics.get("cost_per_turn_usd")
+    return {
+        "strategy": label,
+        "samples_per_turn": (block.get("samples_per_turn") or {}).get("mean"),
+        "red_flag_rate": block.get("red_flag_rate"),
+        "tokens_per_step": None if tokens_per_turn is None else tokens_per_turn / k,
+        "usd_per_step": None if usd_per_turn is None else usd_per_turn / k,
+    }
