@@ -194,6 +194,7 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
     usage = summary["usage"]
     lines += [
         "",
+        *_strategy_lines(summary.get("strategy")),
         f"errors     format {summary['format_errors']}, provider {summary['provider_errors']}, "
         f"context exceeded {summary['context_exceeded']}, retries {summary['retries']}",
         f"tokens     prompt {usage['prompt_tokens']:,}, completion {usage['completion_tokens']:,}"
@@ -203,6 +204,24 @@ def format_table(summary: dict[str, Any], run_dir: Path, report_turns: list[int]
         f"           {run_dir / SUMMARY_FILE}",
     ]
     return "\n".join(lines)
+
+
+def _strategy_lines(block: dict[str, Any] | None) -> list[str]:
+    """One line on what a voting strategy drew; nothing for a plain single-sample run."""
+    if not block or block.get("samples_per_turn", {}).get("mean") is None:
+        return []
+    per_turn = block["samples_per_turn"]
+    if block["name"] == "single" and per_turn["max"] == 1:
+        return []
+    label = StrategyConfig.model_validate(
+        {key: block[key] for key in StrategyConfig.model_fields if key in block}
+    ).label
+    margin = block["vote_margin"]["mean"]
+    return [
+        f"strategy   {label}: {per_turn['mean']:.2f} samples per turn (p95 {per_turn['p95']:g}), "
+        f"red flags {100 * (block['red_flag_rate'] or 0):.1f}%, capped turns "
+        f"{block['capped_turns']}, mean vote margin {_fmt(margin, 2)}"
+    ]
 
 
 def _cost_line(economics: dict[str, Any] | None) -> str:
