@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from harness.cli import compose_config
-from harness.run import execute
+from harness.pipeline import execute
 
 CASES = [(0.95, 60), (0.95, 120), (0.99, 150), (0.99, 300)]
 SAMPLES = 400

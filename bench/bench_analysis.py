@@ -1,6 +1,6 @@
 """Summarizing a long run: 1,000 episodes x 1,000 turns (1M records), 1,000 bootstrap resamples.
 
-Target: under 5 s on 2 cores for the columnar path (``harness.record_table``). The records are
+Target: under 5 s on 2 cores for the columnar path (``harness.records.table``). The records are
 synthetic but written in exactly the format ``TurnWriter`` writes (checked by round-tripping
 lines through ``TurnRecord``); answers follow the simulated executor's error model (each key
 wrong with probability 1 - p, by a non-zero offset in [-10, 10], building on the previous
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import costs
+from harness.analysis.metrics import horizon, score_matrices
+from harness.analysis.summary import summarize
 from harness.cli import compose_config
-from harness.costs import economics
+from harness.economics import costs
+from harness.economics.costs import economics
 from harness.files import atomic_write_json
-from harness.manifest import MANIFEST_FILE, build_manifest
-from harness.metrics import horizon, score_matrices
-from harness.record_table import read_table
-from harness.records import TURNS_FILE, TurnRecord, latest_records, read_records
-from harness.run import make_task_set
-from harness.summary import summarize
+from harness.pipeline import make_task_set
+from harness.records.manifest import MANIFEST_FILE, build_manifest
+from harness.records.schema import TURNS_FILE, TurnRecord, latest_records, read_records
+from harness.records.table import read_table
 from providers.base import Usage
 
 TURNS, RESAMPLES, P = 1000, 1000, 0.999

@@ -53,17 +53,17 @@ import httpx
 import providers.openai_compatible as adapter
 from harness.cli import compose_config
 from harness.config import RunConfig
-from harness.episode import Conversation
-from harness.history import HistoryPolicy
-from harness.records import read_records
-from harness.run import execute, make_task_set
-from harness.runner import Runner, request_seed
+from harness.pipeline import execute, make_task_set
+from harness.records.schema import read_records
+from harness.run.conversation import Conversation
+from harness.run.history import HistoryPolicy
+from harness.run.runner import Runner, request_seed
 from providers.base import ChatResult, Message, Sampling
-from providers.fake_server import FakeServer, ServerOptions, running_fake_server
 from providers.registry import create_provider
-from providers.scripted import ScriptedProvider
 from tasks.parsing import parse_reply
 from tasks.prompts import system_prompt
+from testing.fake_server import FakeServer, ServerOptions, running_fake_server
+from testing.scripted import ScriptedProvider
 
 EPISODES, TURNS, CONCURRENCY = 100, 30, 100
 MEDIAN = 0.1

@@ -119,8 +119,8 @@ def child(base_url: str, concurrency: int, nofile: int | None) -> Row:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
     from harness.cli import compose_config
-    from harness.run import execute
-    from harness.runner import Runner
+    from harness.pipeline import execute
+    from harness.run.runner import Runner
 
     config = compose_config(
         [
@@ -196,7 +196,7 @@ def server_peak_rss_mb(pid: int) -> float:
 
 def measure(concurrency: int, nofile: int | None) -> Row:
     """A fresh server and a fresh child process for one row."""
-    from providers.fake_server import running_fake_server
+    from testing.fake_server import running_fake_server
 
     with running_fake_server(latency_median=LATENCY) as server:
         command = [

@@ -41,16 +41,16 @@ from pathlib import Path
 import providers.openai_compatible as adapter
 from harness.cli import compose_config
 from harness.config import RunConfig
-from harness.history import HistoryPolicy
-from harness.run import make_task_set
-from harness.runner import Runner, request_seed
+from harness.pipeline import make_task_set
+from harness.run.history import HistoryPolicy
+from harness.run.runner import Runner, request_seed
 from providers.base import ChatResult, Message, Provider, Sampling
-from providers.fake_server import running_fake_server
 from providers.registry import create_provider
-from providers.scripted import ScriptedProvider
 from tasks.parsing import format_answer
 from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
+from testing.fake_server import running_fake_server
+from testing.scripted import ScriptedProvider
 
 EPISODES, TURNS, CONCURRENCY = 100, 50, 100
 CASES = ("instant", "simulated", "http", "http-httpx2")

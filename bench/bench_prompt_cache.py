@@ -27,10 +27,10 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from harness.cli import compose_config
 from harness.config import RunConfig
-from harness.episode import Conversation
-from harness.history import HistoryPolicy
-from harness.run import make_task_set
-from harness.runner import request_seed
+from harness.pipeline import make_task_set
+from harness.run.conversation import Conversation
+from harness.run.history import HistoryPolicy
+from harness.run.runner import request_seed
 from providers.base import Message, Provider, Sampling
 from providers.registry import create_provider
 from tasks.parsing import parse_reply

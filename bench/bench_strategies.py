@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli import compose_config
-from harness.run import execute
+from harness.pipeline import execute
 
 STRATEGIES = {
     "single": ["strategy=single"],

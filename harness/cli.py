@@ -20,9 +20,10 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.budget import LEDGER_DIR
+from harness.analysis.run_summary import RunSummary
 from harness.config import ConfigError, RunConfig, load_config
-from harness.run import run
+from harness.economics.budget import LEDGER_DIR
+from harness.pipeline import run
 from providers.base import FatalProviderError, MissingExtraError
 
 CONFIG_MODULE = "conf"
@@ -145,7 +146,7 @@ def app(cfg: DictConfig) -> None:
     except (ConfigError, MissingExtraError, FatalProviderError) as exc:
         print(f"lhe: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if summary["status"] == "interrupted":
+    if isinstance(summary, RunSummary) and summary.status == "interrupted":
         sys.exit(130)
 
 

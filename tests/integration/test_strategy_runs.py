@@ -7,16 +7,18 @@ import pytest
 
 from harness.cli import compose_config
 from harness.config import ConfigError, load_config
-from harness.records import read_records
-from harness.run import execute
-from harness.strategies import sample_seed
-from providers.fake_server import running_fake_server
+from harness.pipeline import execute
+from harness.records.schema import read_records
+from harness.run.strategies import sample_seed
+from testing.fake_server import running_fake_server
 
 
 @pytest.fixture(autouse=True)
 def _no_report(monkeypatch):
     """The HTML report is not under test here (and needs matplotlib time)."""
-    monkeypatch.setattr("harness.run.write_run_report", lambda run_dir: run_dir / "report.html")
+    monkeypatch.setattr(
+        "harness.pipeline.write_run_report", lambda run_dir: run_dir / "report.html"
+    )
 
 
 def http_config(base_url: str, strategy: dict) -> dict:
@@ -84,12 +86,12 @@ async def test_over_estimate_run_starts_anyway_and_stops_at_the_budget(tmp_path,
     summary = await execute(config, tmp_path)
     records = read_records(tmp_path)
     spent = [r.usage.prompt_tokens + r.usage.completion_tokens for r in records]
-    assert summary["status"] == "stopped" and summary["stopped_by"] == "budget.max_tokens"
-    assert summary["turns_unfinished"] == 10 * 20 - len(records) > 0
-    assert summary["note"] == f"stopped early by budget.max_tokens after {len(records)} turns"
+    assert summary.status == "stopped" and summary.stopped_by == "budget.max_tokens"
+    assert summary.turns_unfinished == 10 * 20 - len(records) > 0
+    assert summary.note == f"stopped early by budget.max_tokens after {len(records)} turns"
     assert sum(spent) >= limit > sum(spent) - sum(spent[-config.run.concurrency :])
     assert "budget.over_estimate=run: starting anyway" in capsys.readouterr().err
-    assert summary["strategy"]["samples"] == sum(r.n_samples for r in records)
+    assert summary.strategy.samples == sum(r.n_samples for r in records)
 
 
 async def test_a_dollar_limit_without_a_price_is_refused_even_with_over_estimate_run(tmp_path):

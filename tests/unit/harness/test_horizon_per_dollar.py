@@ -2,7 +2,11 @@
 
 import pandas as pd
 
-from harness.horizon_per_dollar import horizon_per_dollar_table, plot_horizon_per_dollar, wanted
+from harness.report.horizon_per_dollar import (
+    horizon_per_dollar_table,
+    plot_horizon_per_dollar,
+    wanted,
+)
 
 
 def runs(**columns):

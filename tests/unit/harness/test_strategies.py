@@ -7,17 +7,17 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness.cache import CachedProvider, ResponseCache
 from harness.cli import compose_config
 from harness.config import ConfigError, RedFlagConfig, StrategyConfig, load_config
-from harness.records import read_records
-from harness.runner import Runner
-from harness.strategies import draw_turn, sample_seed
+from harness.records.schema import read_records
+from harness.run.cache import CachedProvider, Endpoint, ResponseCache
+from harness.run.runner import Runner
+from harness.run.strategies import draw_turn, sample_seed
 from providers.base import ChatResult, Message, Sampling, Usage
-from providers.scripted import ScriptedProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.scripted import ScriptedProvider
 
 SEEDS = {sample_seed(0, 0, 0, i): i for i in range(500)}
 """Seed -> sample index of turn (0, 0) of run seed 0: scripts answer by index."""
@@ -204,6 +204,9 @@ async def test_the_majority_answer_goes_into_the_history_and_the_record(tmp_path
     assert assistant == [format_answer(7)] * 2
 
 
+SIMULATED = Endpoint(provider="simulated", label="simulated-p0.7")
+
+
 def turns_of(run_dir):
     return [
         (r.episode, r.turn, r.answer, r.sample_answers, r.n_samples)
@@ -214,9 +217,9 @@ def turns_of(run_dir):
 async def test_a_cached_rerun_replays_the_same_votes_without_a_request(tmp_path):
     strategy = StrategyConfig(name="ahead_by_k", k=2)
     cache = ResponseCache(tmp_path / "cache")
-    first = CachedProvider(SimulatedProvider(SimulatedConfig(p=0.7)), cache)
+    first = CachedProvider(SimulatedProvider(SimulatedConfig(p=0.7)), cache, SIMULATED)
     await runner_for(tmp_path / "a", first, strategy).run()
-    again = CachedProvider(SimulatedProvider(SimulatedConfig(p=0.7)), cache)
+    again = CachedProvider(SimulatedProvider(SimulatedConfig(p=0.7)), cache, SIMULATED)
     await runner_for(tmp_path / "b", again, strategy).run()
     assert again.stats.misses == 0 and again.stats.hits == first.stats.misses
     assert turns_of(tmp_path / "a") == turns_of(tmp_path / "b")

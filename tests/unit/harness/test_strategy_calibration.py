@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from harness.config import StrategyConfig
-from harness.records import read_records
-from harness.runner import Runner
+from harness.records.schema import read_records
+from harness.run.runner import Runner
 from providers.base import Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.generate import generate_task_set

@@ -6,8 +6,9 @@ import math
 import pytest
 
 from harness.analysis.strategy_stats import strategy_summary
-from harness.record_table import RecordTable, read_table
-from harness.records import TurnRecord
+from harness.config import StrategyConfig
+from harness.records.schema import TurnRecord
+from harness.records.table import RecordTable, read_table
 from providers.base import Message, Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.parsing import parse_reply
@@ -53,22 +54,23 @@ def test_samples_red_flags_and_margins_over_the_voted_turns(tmp_path, path):
         table = read_table(tmp_path)
     else:
         table = RecordTable.from_records(RECORDS)
-    block = strategy_summary(table, {"name": "ahead_by_k", "k": 3}, k=2)
+    block = strategy_summary(table, StrategyConfig(name="ahead_by_k", k=3), k=2)
     samples = [3, 7, 4, 9, 5, 1]  # latest record of each called, answered turn
-    assert block["name"] == "ahead_by_k" and block["turns"] == 6
-    assert block["samples"] == sum(samples)
-    assert block["samples_per_turn"]["mean"] == pytest.approx(sum(samples) / 6)
-    assert block["samples_per_turn"]["p95"] == pytest.approx(percentile_95(samples))
-    assert block["samples_per_step"] == pytest.approx(sum(samples) / 6 / 2)
-    assert block["red_flags"] == 3 and block["red_flag_rate"] == pytest.approx(3 / 29)
-    assert block["capped_turns"] == 1
-    assert block["vote_margin"]["mean"] == pytest.approx((3 + 1 + 2 + 0 + 5) / 5)
+    assert block.name == "ahead_by_k" and block.label == "ahead_by_k k=3" and block.turns == 6
+    assert block.samples == sum(samples)
+    assert block.samples_per_turn.mean == pytest.approx(sum(samples) / 6)
+    assert block.samples_per_turn.p95 == pytest.approx(percentile_95(samples))
+    assert block.samples_per_turn.max == 9
+    assert block.samples_per_step == pytest.approx(sum(samples) / 6 / 2)
+    assert block.red_flags == 3 and block.red_flag_rate == pytest.approx(3 / 29)
+    assert block.capped_turns == 1
+    assert block.vote_margin.mean == pytest.approx((3 + 1 + 2 + 0 + 5) / 5)
 
 
 def test_no_voted_turn_gives_empty_statistics_not_zeros():
-    block = strategy_summary(RecordTable.from_records([]), {"name": "single"}, k=1)
-    assert block["samples_per_turn"] == {"mean": None, "p95": None, "max": None}
-    assert block["red_flag_rate"] is None and block["samples_per_step"] is None
+    block = strategy_summary(RecordTable.from_records([]), StrategyConfig(), k=1)
+    assert block.samples_per_turn.mean is None and block.samples_per_turn.p95 is None
+    assert block.red_flag_rate is None and block.samples_per_step is None
 
 
 def conversation(dictionary, keys):

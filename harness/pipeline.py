@@ -1,0 +1,312 @@
+"""One run from a validated config to a summary: the pipeline's single orchestration point."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.analysis.run_summary import RunSummary
+from harness.analysis.summary import summarize
+from harness.config import ConfigError, PriceConfig, RunConfig, describe_validation_error
+from harness.economics.budget import LEDGER_DIR, Budget, SweepLedger
+from harness.economics.costs import load_price_table, resolve_price, usage_cost
+from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
+from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
+from harness.records.sessions import SessionRecord, SessionStatus, append_session
+from harness.report.run_page import write_run_report
+from harness.report.text import format_table
+from harness.run.cache import CachedProvider, Endpoint, ResponseCache
+from harness.run.history import HistoryPolicy
+from harness.run.progress import ProgressLine
+from harness.run.runner import Runner, RunProgress
+from providers.base import Provider
+from providers.registry import create_provider
+from tasks.source import load_task_set
+from tasks.taskset import TaskSet
+
+
+def make_task_set(config: RunConfig) -> TaskSet:
+    """The task set of a config, with config errors phrased as one line."""
+    task = config.task
+    try:
+        return load_task_set(
+            samples=task.samples,
+            turns=task.turns,
+            k=task.k,
+            dict_size=task.dict_size,
+            min_value=task.min_value,
+            max_value=task.max_value,
+            seed=task.seed,
+            source=task.source,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_resumable(run_dir: Path, config: RunConfig) -> bool:
+    """True when ``run_dir`` already holds this run; refuse a different config's records."""
+    manifest_path = run_dir / MANIFEST_FILE
+    if not manifest_path.exists():
+        return False
+    previous = read_manifest(run_dir)
+    if previous.config_hash == config.config_hash():
+        return True
+    changed = _changed_fields(previous.config, config.model_dump(mode="json"))
+    raise ConfigError(
+        f"{run_dir} holds a run with a different config (changed: {', '.join(changed) or '?'}); "
+        "use a new output directory"
+    )
+
+
+def _changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            changed += _changed_fields(old.get(key), new.get(key), f"{prefix}{key}.")
+        return changed
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
+    """Everything that can fail because of the config, done before any model call.
+
+    Builds the task set, creates the provider and runs its preflight check, so a bad value
+    stops the run with one line before a single request is spent.
+    """
+    task_set = make_task_set(config)
+    return task_set, await make_provider(config)
+
+
+def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | None) -> None:
+    """Refuse a run the budget cannot pay for, or cannot even price.
+
+    With ``budget.over_estimate=run`` an estimate above the budget only prints a note: the
+    run starts and stops at the limit. A dollar limit without a price is refused either way,
+    since nothing could ever reach it.
+    """
+    for name in ("max_usd", "sweep_max_usd"):
+        if getattr(config.budget, name) is not None and price is None:
+            raise ConfigError(
+                f"budget.{name}: no price is known for this model; set model.price={{input: "
+                "USD per 1M tokens, output: USD per 1M tokens}} or drop the limit"
+            )
+    reason = exceeds_budget(estimate, config.budget)
+    if reason and config.budget.over_estimate == "run":
+        print(
+            f"lhe: note: {reason.split(';')[0]}; budget.over_estimate=run: starting anyway, "
+            "the run stops at the budget",
+            file=sys.stderr,
+        )
+    elif reason:
+        raise ConfigError(reason)
+
+
+async def make_provider(config: RunConfig) -> Provider:
+    """Create the provider and run its preflight check (config errors as one line)."""
+    try:
+        provider = create_provider(
+            config.model.provider,
+            config.model.provider_options(),
+            concurrency=config.run.concurrency,
+        )
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, prefix="model")) from None
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    try:
+        await provider.preflight()
+    except BaseException:
+        await provider.aclose()
+        raise
+    return provider
+
+
+def run_price(config: RunConfig, run_dir: Path) -> PriceConfig | None:
+    """The one price of a run: resolved when it starts, read back from its manifest after.
+
+    The budget, the progress line and the summary's economics all use this price, so the
+    price that enforced ``budget.max_usd`` is the one the summary reports.
+    """
+    if (run_dir / MANIFEST_FILE).exists():
+        manifest = read_manifest(run_dir)
+        if manifest.config_hash == config.config_hash() and "price" in manifest.model_fields_set:
+            return manifest.price
+    return resolve_price(config.model, None, load_price_table())
+
+
+async def execute(
+    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
+) -> RunSummary | RunEstimate:
+    """Run (or resume) the configured experiment in ``run_dir`` and return its summary.
+
+    With ``estimate=true`` nothing runs: the pre-run estimate is printed and returned.
+    ``sweep_dir`` is the multirun directory when this run is one job of a sweep: the jobs
+    share their spending there, for ``budget.sweep_max_*``.
+    """
+    task_set = make_task_set(config)
+    price = run_price(config, run_dir)
+    estimate = estimate_run(config, task_set, price)
+    if config.estimate:
+        print(format_estimate(estimate, config.budget))
+        return estimate
+    check_budget(config, estimate, price)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = check_resumable(run_dir, config)
+    started = datetime.now(timezone.utc)
+    provider = await make_provider(config)
+    if config.cache.active(config.model.temperature):
+        endpoint = Endpoint(
+            provider=config.model.provider,
+            base_url=config.model.provider_options().get("base_url"),
+            label=provider.label,
+        )
+        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
+    label = config.model.label or provider.label
+    if not resuming:
+        write_manifest(
+            run_dir,
+            build_manifest(
+                config, task_set, provider_label=label, simulated=provider.simulated, price=price
+            ),
+        )
+    history = config.history
+    budget = Budget(
+        limits=config.budget,
+        cost_of=lambda usage: usage_cost(usage, price),
+        ledger=None if sweep_dir is None else SweepLedger(sweep_dir / LEDGER_DIR, job=run_dir.name),
+    )
+    progress_line = ProgressLine(budget, priced=price is not None)
+    runner = Runner(
+        task_set=task_set,
+        provider=provider,
+        sampling=config.model.sampling(),
+        strategy=config.strategy,
+        policy=HistoryPolicy(
+            source=history.source,
+            rate=history.rate,
+            magnitude=history.magnitude,
+            seed=config.run.seed,
+            mode=config.task.mode,
+        ),
+        window=history.window,
+        first_called_turn=(history.target_turn or 1) - 1,
+        run_dir=run_dir,
+        concurrency=config.run.concurrency,
+        run_seed=config.run.seed,
+        budget=budget,
+        stop=config.stop,
+        s=config.metrics.s,
+        decision_seed=config.metrics.seed,
+        on_turn=progress_line if config.run.progress else None,
+    )
+    # The handlers stay until the summary and report are written: a second Ctrl-C that
+    # arrives after the last turn must not interrupt them with a KeyboardInterrupt.
+    remove_handlers = _handle_signals(runner, run_dir)
+    try:
+        return await _run_and_summarize(config, run_dir, runner, provider, progress_line, started)
+    finally:
+        remove_handlers()
+
+
+def _session_end(progress: RunProgress, run_dir: Path) -> tuple[SessionStatus | None, str | None]:
+    """How a session ended, and the one line that says so."""
+    if progress.fatal_error:
+        return "failed", progress.fatal_error
+    if progress.stopped_by and progress.stopped_by.startswith("signal"):
+        return "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
+    if progress.stopped_by and progress.stopped_by.startswith("budget."):
+        turns = progress.turns_done + progress.turns_resumed
+        return "stopped", f"stopped early by {progress.stopped_by} after {turns:,} turns"
+    if progress.stopped_by:
+        return "stopped", f"stopped early by {progress.stopped_by}"
+    if progress.provider_errors:
+        return None, (
+            f"{progress.provider_errors} turn(s) failed at the provider after retries (last: "
+            f"{progress.last_provider_error}); not scored, re-run by: lhe resume={run_dir}"
+        )
+    return None, None
+
+
+async def _run_and_summarize(
+    config: RunConfig,
+    run_dir: Path,
+    runner: Runner,
+    provider: Provider,
+    progress_line: ProgressLine,
+    started: datetime,
+) -> RunSummary:
+    try:
+        progress = await runner.run()
+    finally:
+        progress_line.close()
+        await provider.aclose()
+    outcome, note = _session_end(progress, run_dir)
+    append_session(
+        run_dir,
+        SessionRecord(
+            started=started.isoformat(timespec="seconds"),
+            ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            elapsed_s=round(time.monotonic() - progress.started, 3),
+            outcome=outcome,
+            note=note,
+            stopped_by=progress.stopped_by,
+            length_cap=progress.length_cap,
+            turns_resumed=progress.turns_resumed,
+            provider_errors=progress.provider_errors,
+            cache=provider.stats if isinstance(provider, CachedProvider) else None,
+        ),
+    )
+    summary = summarize(run_dir)
+    summary.write(run_dir)
+    report = write_run_report(run_dir)
+    print(format_table(summary, run_dir, config.metrics.report_turns))
+    print(f"           {report}")
+    return summary
+
+
+def _handle_signals(runner: Runner, run_dir: Path) -> Callable[[], None]:
+    """SIGINT/SIGTERM: the first lets turns in flight finish, a second drops them.
+
+    Either way every record on disk is a whole turn, and the message says how to resume.
+    Returns a function that removes the handlers.
+    """
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if runner.progress.stopped_by is None:
+            runner.stop(f"signal {sig.name}")
+            print(
+                f"\nlhe: {sig.name}: finishing the turns in flight (again to drop them); "
+                f"resume with: lhe resume={run_dir}",
+                file=sys.stderr,
+            )
+        else:
+            runner.abort()
+
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, on_signal, sig)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signal support
+        return lambda: None
+
+    def remove() -> None:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+def run(
+    config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
+) -> RunSummary | RunEstimate:
+    """Synchronous entry point."""
+    return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))

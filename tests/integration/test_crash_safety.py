@@ -1,0 +1,201 @@
+"""SIGKILL at random moments, then resume: nothing measured is lost, nothing is paid twice.
+
+Each run goes to its own fake server, whose request log names the turn of every chat request
+(by its seed) and hashes its conversation. A run is killed several times (each kill is one
+trial): mostly at a random point of its progress, once at a random moment after a resume
+started (start-up, replay, or the summary and report at the end), then resumed until it
+completes. The final records must equal an uninterrupted run's, and no turn that was on disk
+when a process died may be asked for again afterwards. Every kill costs a fresh ``lhe``
+process (about 2.5 s of imports), hence a few runs with several kills each.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.records.schema import TURNS_FILE, read_records
+from harness.run.runner import request_seed
+from testing.fake_server import running_fake_server
+
+RUNS, PROGRESS_KILLS = 2, 5
+EPISODES, TURNS = 6, 10
+TASK = [
+    f"task.samples={EPISODES}",
+    f"task.turns={TURNS}",
+    "task.k=2",
+    "run.concurrency=3",
+    "run.progress=false",
+    "metrics.bootstrap=0",
+    "cache.enabled=off",
+]
+SERVER = {"p": 0.8, "latency_median": 0.03}
+DETERMINISTIC = ("episode", "turn", "keys", "delta", "truth", "base", "answer", "status", "reply")
+SEED_TO_TURN = {request_seed(0, e, t): (e, t) for e in range(EPISODES) for t in range(TURNS)}
+TIMEOUT = 120
+
+
+def lhe(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", *args]
+
+
+def first_command(base_url: str, run_dir: Path) -> list[str]:
+    return lhe(
+        "model=openai_compatible",
+        "model.name=fake-model",
+        f"model.base_url={base_url}",
+        *TASK,
+        f"hydra.run.dir={run_dir}",
+    )
+
+
+def start(command: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def lines_on_disk(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def kill(process: subprocess.Popen) -> bool:
+    """SIGKILL the process by its pid; True when it was still running."""
+    running = process.poll() is None
+    if running:
+        os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=TIMEOUT)
+    return running and process.returncode == -signal.SIGKILL
+
+
+def finish(process: subprocess.Popen) -> None:
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+def request_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def projection(run_dir: Path) -> list[tuple]:
+    """The deterministic fields of every line of turns.jsonl, each line whole JSON."""
+    text = (run_dir / TURNS_FILE).read_text()
+    assert text.endswith("\n")
+    records = [json.loads(line) for line in text.splitlines()]
+    return sorted(tuple(json.dumps(r[name]) for name in DETERMINISTIC) for r in records)
+
+
+@dataclass
+class Kill:
+    """What was on disk when a process died, and how far the server's log had got."""
+
+    finished: set[tuple[int, int]]
+    log_length: int
+
+
+@dataclass
+class Trial:
+    run_dir: Path
+    log: Path
+    kills: list[Kill] = field(default_factory=list)
+
+
+def snapshot(trial: Trial) -> None:
+    """Record a kill; the run's JSON files must be whole whenever a process dies."""
+    finished = {
+        (r.episode, r.turn) for r in read_records(trial.run_dir) if r.status != "provider_error"
+    }
+    trial.kills.append(Kill(finished, len(request_log(trial.log))))
+    for name in ("manifest.json", "summary.json"):
+        if (trial.run_dir / name).exists():
+            json.loads((trial.run_dir / name).read_text())
+
+
+def run_and_kill(number: int, tmp_path: Path) -> Trial:
+    """One run killed ``PROGRESS_KILLS`` times mid-run and once at a random moment."""
+    rng = random.Random(number)
+    trial = Trial(tmp_path / f"run{number}", tmp_path / f"requests{number}.jsonl")
+    turns_file = trial.run_dir / TURNS_FILE
+    with running_fake_server(log_requests=str(trial.log), **SERVER) as server:
+        command = first_command(server.base_url, trial.run_dir)
+        for _ in range(PROGRESS_KILLS):
+            # At most halfway through what is left, so every kill lands before the end.
+            done = lines_on_disk(turns_file)
+            target = done + max(1, int((EPISODES * TURNS - done) * rng.uniform(0, 0.5)))
+            process = start(command)
+            deadline = time.monotonic() + TIMEOUT
+            while process.poll() is None and lines_on_disk(turns_file) < target:
+                assert time.monotonic() < deadline, "the run never got going"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.03))
+            assert kill(process), "the run ended before its kill"
+            snapshot(trial)
+            command = lhe(f"resume={trial.run_dir}")
+        process = start(command)
+        time.sleep(rng.uniform(0.5, 6.0))
+        if kill(process):  # unless it had already finished
+            snapshot(trial)
+        finish(start(command))
+    return trial
+
+
+def reference_run(tmp_path: Path) -> tuple[list[tuple], set[tuple]]:
+    run_dir, log = tmp_path / "reference", tmp_path / "reference_requests.jsonl"
+    with running_fake_server(log_requests=str(log), **SERVER) as server:
+        finish(start(first_command(server.base_url, run_dir)))
+    requests = {(r["seed"], r["conversation"]) for r in request_log(log)}
+    return projection(run_dir), requests
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
+    assert len(SEED_TO_TURN) == EPISODES * TURNS  # every request's seed names one turn
+    with ThreadPoolExecutor(max_workers=RUNS + 1) as pool:
+        reference_job = pool.submit(reference_run, tmp_path)
+        trials = list(pool.map(lambda n: run_and_kill(n, tmp_path), range(RUNS)))
+        reference, reference_requests = reference_job.result()
+    assert len(reference) == EPISODES * TURNS
+    assert {row[DETERMINISTIC.index("status")] for row in reference} == {'"ok"'}
+
+    assert sum(len(trial.kills) for trial in trials) >= RUNS * PROGRESS_KILLS >= 10
+    for trial in trials:
+        # Same content as the uninterrupted run, each turn once, none missing.
+        assert projection(trial.run_dir) == reference
+        summary = json.loads((trial.run_dir / "summary.json").read_text())
+        assert (summary["status"], summary["turns_unfinished"]) == ("complete", 0)
+
+        log = request_log(trial.log)
+        # A resumed conversation is byte for byte the one an uninterrupted run sends.
+        assert {(r["seed"], r["conversation"]) for r in log} <= reference_requests
+        for died in trial.kills:
+            asked_again = {SEED_TO_TURN[r["seed"]] for r in log[died.log_length :]}
+            assert not asked_again & died.finished, trial.run_dir.name
+        # Every turn was asked for; turns lost in flight were asked again, nothing else was.
+        asked = [SEED_TO_TURN[r["seed"]] for r in log]
+        assert set(asked) == set(SEED_TO_TURN.values())
+        in_flight_losses = len(asked) - len(set(asked))
+        assert in_flight_losses <= 3 * len(trial.kills)  # run.concurrency per kill at most
+
+
+def test_a_torn_last_line_loses_no_record_and_leaves_every_line_whole(tmp_path):
+    args = [
+        "model=simulated",
+        "task.samples=3",
+        "task.turns=6",
+        "run.progress=false",
+        "metrics.bootstrap=0",
+    ]
+    run_dir = tmp_path / "run"
+    finish(start(lhe(*args, f"hydra.run.dir={run_dir}")))
+    complete = projection(run_dir)
+    lines = (run_dir / TURNS_FILE).read_bytes().splitlines(keepends=True)
+    # What SIGKILL in the middle of a write leaves: whole lines, then half of the next.
+    (run_dir / TURNS_FILE).write_bytes(b"".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
+    finish(start(lhe(f"resume={run_dir}")))
+    assert projection(run_dir) == complete
