@@ -38,8 +38,7 @@ async def measure(p: float, turns: int, adaptive: bool, out: Path) -> tuple[int,
         overrides += ["stop.after_failure=true", "stop.when_decided=true"]
     with contextlib.redirect_stdout(io.StringIO()):
         summary = await execute(compose_config(overrides), out)
-    usage = summary["usage"]
-    return usage["prompt_tokens"] + usage["completion_tokens"], summary["horizon"]["steps"]
+    return summary.tokens_spent.total, summary.horizon.steps
 
 
 async def main() -> None:

@@ -33,14 +33,13 @@ import numpy as np
 from harness.analysis.metrics import horizon, score_matrices
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
-from harness.economics import costs
 from harness.economics.costs import economics
-from harness.files import atomic_write_json
 from harness.pipeline import make_task_set
-from harness.records.manifest import MANIFEST_FILE, build_manifest
+from harness.records.manifest import build_manifest, write_manifest
 from harness.records.schema import TURNS_FILE, TurnRecord, latest_records, read_records
 from harness.records.table import read_table
 from providers.base import Usage
+from testing import oracles
 
 TURNS, RESAMPLES, P = 1000, 1000, 0.999
 HORIZON = "horizon + bootstrap"
@@ -62,7 +61,7 @@ def write_run(run_dir: Path, episodes: int) -> None:
     task_set = make_task_set(config)
     manifest = build_manifest(config, task_set, provider_label=f"simulated-p{P}", simulated=True)
     run_dir.mkdir(parents=True)
-    atomic_write_json(run_dir / MANIFEST_FILE, manifest)
+    write_manifest(run_dir, manifest)
 
     rng = np.random.default_rng(0)
     shape = (episodes, TURNS)
@@ -107,18 +106,19 @@ def old_counts(records: list[TurnRecord]) -> None:
     """What the old summary computed with loops over records."""
     latest = latest_records(records)
     Counter(r.status for r in latest.values())
-    sum((r.usage for r in records), Usage())
+    sum((r.usage for r in records if not r.cache_hit and not r.filled), Usage())
     sum(r.retries for r in records)
     sum((Counter(r.retry_reasons) for r in records), Counter())
     sum(1 for r in records if r.status == "provider_error")
     float(np.mean([r.latency_s for r in records]))
-    costs.reported_model_id(records)
+    oracles.reported_model_id(records)
 
 
 def new_counts(run_dir: Path, table) -> None:
     latest = table.latest()
     latest.status_counts()
-    table.usage()
+    table.tokens_spent()
+    table.tokens_replayed()
     int(table.retries.sum())
     table.retry_reason_counts()
     int(table.is_status("provider_error").sum())
@@ -139,13 +139,13 @@ def old_path(run_dir: Path, episodes: int) -> dict[str, float]:
     scores = timed(
         phases,
         "latest + scores",
-        lambda: score_matrices(records, episodes=episodes, turns=TURNS, k=1),
+        lambda: oracles.score_matrices(records, episodes=episodes, turns=TURNS, k=1),
     )
     rng = np.random.default_rng(0)
     timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
     timed(phases, "counts", lambda: old_counts(records))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
-    timed(phases, "economics", lambda: economics(records, summary, None, 0.5))
+    timed(phases, "economics", lambda: economics(records, summary.model_dump(), None, 0.5))
     return phases
 
 
@@ -155,13 +155,13 @@ def new_path(run_dir: Path, episodes: int) -> dict[str, float]:
     scores = timed(
         phases,
         "latest + scores",
-        lambda: table.latest().score_matrices(episodes=episodes, turns=TURNS, k=1),
+        lambda: score_matrices(table.latest(), episodes=episodes, turns=TURNS, k=1),
     )
     rng = np.random.default_rng(0)
     timed(phases, HORIZON, lambda: horizon(scores, 0.5, resamples=RESAMPLES, rng=rng))
     timed(phases, "counts", lambda: new_counts(run_dir, table))
     summary = summarize(run_dir, resamples=0)  # only for economics' inputs, not timed
-    timed(phases, "economics", lambda: economics(table, summary, None, 0.5))
+    timed(phases, "economics", lambda: economics(table, summary.model_dump(), None, 0.5))
     return phases
 
 

@@ -161,8 +161,8 @@ def run_pipeline(run_dir: Path, client: str = "httpx") -> Outcome:
         with timed_runner(outcome), http_module(client), contextlib.redirect_stdout(io.StringIO()):
             summary = asyncio.run(execute(config, run_dir))
         outcome.server_cpu = process_cpu(server.pid) - cpu
-    if summary["turns_scored"] != EPISODES * TURNS:
-        raise RuntimeError(f"{run_dir.name}: only {summary['turns_scored']} turns scored")
+    if summary.turns_scored != EPISODES * TURNS:
+        raise RuntimeError(f"{run_dir.name}: only {summary.turns_scored} turns scored")
     for record in read_records(run_dir):
         outcome.replies[record.episode, record.turn] = record.reply
         outcome.latency[record.episode, record.turn] = record.latency_s

@@ -3,9 +3,10 @@
 It has no side channel to the truth. Like a model, it reads the dictionary from the system
 message, the keys from the last user message and its running total from its last answer in
 the history, then adds each value correctly with probability ``1 - error`` (else adds a wrong
-value). It exists to calibrate the metrics against Proposition 1 (a turn of K keys is right
-with probability p^K), for fast tests and demos. Its numbers are never a model's, and every
-output that shows them says so.
+value). Asked for chain of thought, it shows its working in the worked example's layout,
+a wrong value as a misread line. It exists to calibrate the metrics against Proposition 1
+(a turn of K keys is right with probability p^K), for fast tests and demos. Its numbers are
+never a model's, and every output that shows them says so.
 
 Replies are a pure function of the conversation and the seed (the generator is seeded from a
 hash of both), so a resumed or retried turn gets the same reply and concurrency never changes
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import ChatResult, Message, Provider, Sampling, Usage
 from tasks.parsing import format_answer, parse_reply
-from tasks.prompts import read_dictionary
+from tasks.prompts import read_dictionary, read_mode
+from tasks.working import cot_reply
 
 
 class SimulatedConfig(BaseModel):
@@ -111,17 +113,19 @@ class SimulatedProvider(Provider):
         error = self.step_error_rate(wrong_share, earlier)
         rng = self._rng(messages, f"{sampling.seed}|{replicate}")
         keys = [w.strip() for w in user_turns[-1].content.split(",")]
-        total = base
+        values = []
         for key in keys:
             value = dictionary[key]
             if rng.random() < error:
                 offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
                 value += offset
-            total += value
-        right = base + sum(dictionary[key] for key in keys)
-        if self.config.wrong_values is not None and total != right:
-            total = right + self._wrong_offset(messages, rng)
-        return format_answer(total)
+            values.append(value)
+        slip = sum(values) - sum(dictionary[key] for key in keys)
+        if self.config.wrong_values is not None and slip != 0:
+            values[-1] += self._wrong_offset(messages, rng) - slip  # total: right + offset
+        if read_mode(messages[0].content) == "cot":
+            return cot_reply(base, keys, values)
+        return format_answer(base + sum(values))
 
     def _wrong_offset(self, messages: list[Message], rng: np.random.Generator) -> int:
         """One of the conversation's ``wrong_values`` offsets (the same set for every sample)."""

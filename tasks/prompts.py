@@ -17,6 +17,7 @@ import numpy as np
 
 from tasks.parsing import ParsedReply, format_answer
 from tasks.words import load_words
+from tasks.working import cot_reply
 
 Mode = Literal["direct", "cot", "thinking"]
 
@@ -57,7 +58,8 @@ def demo_turns(
 ) -> tuple[dict[str, int], list[DemoTurn]]:
     """Build the worked example: a small dictionary disjoint from the task's and its turns.
 
-    Demo keys per turn are ``min(k, 3)`` so the example stays short at large K.
+    Demo keys per turn are ``min(k, 3)`` so the example stays short at large K. CoT replies
+    use :func:`tasks.working.cot_reply`, the layout the harness also writes into CoT histories.
     """
     rng = np.random.Generator(np.random.PCG64(DEMO_SEED))
     candidates = [w for w in load_words() if w not in dictionary]
@@ -72,14 +74,10 @@ def demo_turns(
     turns: list[DemoTurn] = []
     for _ in range(DEMO_TURNS):
         keys = tuple(demo_words[i] for i in rng.integers(0, len(demo_words), size=per_turn))
-        lines: list[str] = []
-        for word in keys:
-            before = total
-            total += demo_dict[word]
-            lines.append(f"{before} + {word} ({demo_dict[word]}) = {total}")
-        answer = format_answer(total)
-        reply = "\n".join([*lines, answer]) if mode == "cot" else answer
-        turns.append(DemoTurn(keys=keys, reply=reply, total=total))
+        values = [demo_dict[word] for word in keys]
+        reply = cot_reply(total, keys, values) if mode == "cot" else None
+        total += sum(values)
+        turns.append(DemoTurn(keys=keys, reply=reply or format_answer(total), total=total))
     return demo_dict, turns
 
 
@@ -117,6 +115,14 @@ def read_dictionary(system_text: str) -> dict[str, int]:
     if not found:
         raise ValueError("system message has no dictionary section")
     return {str(w): int(v) for w, v in json.loads(rest.strip().splitlines()[0]).items()}
+
+
+def read_mode(system_text: str) -> Mode:
+    """The mode a system message built by :func:`system_prompt` asks for."""
+    for mode, rule in _MODE_RULES.items():
+        if rule in system_text:
+            return mode  # type: ignore[return-value]
+    raise ValueError("system message states no mode")
 
 
 def history_reply(parsed: ParsedReply, mode: Mode) -> str:

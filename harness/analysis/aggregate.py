@@ -79,6 +79,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "target_turn_accuracy": _at(summary.turn_accuracy, target),
         "target_turn_lo": target_lo,
         "target_turn_hi": target_hi,
+        "format_drift": summary.format_drift.share if summary.format_drift else None,
         "final_task_accuracy": _at(summary.task_accuracy, turns),
         "final_index_accuracy": _at(summary.index_accuracy, turns),
     }

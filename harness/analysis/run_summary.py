@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.analysis.format_drift import FormatDrift
 from harness.analysis.strategy_stats import StrategySummary
 from harness.config import HistoryConfig, PriceConfig
 from harness.files import atomic_write_text
@@ -186,6 +187,8 @@ class RunSummary(_Part):
     """Scored turns whose reply held no usable integer."""
     format_errors_by_kind: dict[str, int]
     """The same by parse status."""
+    format_drift: FormatDrift | None = None
+    """CoT mode: called turns whose reply shows no working (None in other modes)."""
     context_exceeded: int
     """Turns that ran out of context (scored wrong: a result at long horizons)."""
     provider_errors: int

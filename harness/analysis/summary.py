@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.analysis.format_drift import run_format_drift
 from harness.analysis.metrics import column_means, horizon, prop1, score_matrices
 from harness.analysis.run_summary import (
     Bands,
@@ -131,6 +132,7 @@ def summarize(
         prop1=Prop1Summary.model_validate(p1) if own_history else None,
         format_errors=sum(statuses[name] for name in FORMAT_ERRORS),
         format_errors_by_kind={name: statuses[name] for name in FORMAT_ERRORS},
+        format_drift=run_format_drift(run_dir, config["task"]["mode"]),
         context_exceeded=statuses["context_exceeded"],
         provider_errors=statuses["provider_error"],
         provider_errors_total=int(table.is_status("provider_error").sum()),

@@ -116,8 +116,9 @@ def estimate_run(
       ``history.window=N`` keeps at most N; ``history.target_turn=T`` makes only turns >= T
       requests, whose prompts still hold the filled history.
     * replies: direct and thinking modes reply (and keep in the history) the answer tag; CoT
-      replies one line per key in the worked example's format plus the tag, and keeps it in
-      an ``own`` history (healed and injected histories show only the tag). Thinking adds
+      replies one line per key in the worked example's format plus the tag, and the history
+      keeps that (an ``own`` reply, or the working a healed or injected history writes in
+      the same layout). Thinking adds
       :data:`THINKING_TOKENS_PER_KEY` hidden tokens per key, a documented guess. Expected
       replies are capped at ``model.max_tokens``. Answers in the history are sized as the
       true running totals.
@@ -133,7 +134,7 @@ def estimate_run(
     """
     if chars_per_token <= 0:
         raise ValueError(f"chars_per_token: must be > 0 (got {chars_per_token})")
-    mode, source = config.task.mode, config.history.source
+    mode = config.task.mode
     episodes, turns, k = task_set.samples, task_set.turns, task_set.k
     system_chars = len(system_prompt(task_set.dictionary, mode, k))
 
@@ -141,7 +142,7 @@ def estimate_run(
     user_chars = word_chars.reshape(episodes, turns, k).sum(axis=2) + _KEY_SEPARATOR * (k - 1)
     tag_chars = _ANSWER_TAG + _digits(task_set.turn_truth)
     reply_chars = _cot_reply_chars(task_set, word_chars) if mode == "cot" else tag_chars
-    shown_chars = reply_chars if source == "own" else tag_chars
+    shown_chars = reply_chars  # a written CoT history has the layout of a CoT reply
 
     exchange = user_chars + shown_chars
     earlier = np.zeros((episodes, turns + 1), dtype=np.int64)

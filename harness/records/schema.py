@@ -115,6 +115,10 @@ class TurnRecord(BaseModel):
     shown: int | None = None
     """The answer the history shows for this turn afterwards (rewritten under healed or
     injected histories; the model's own answer otherwise)."""
+    shown_text: str | None = None
+    """The assistant message the history shows for this turn when the harness wrote it
+    (filled, healed or injected turns: a tag, or in CoT mode the written working); None when
+    the history shows the model's own reply."""
     injected: bool = False
     """True when ``shown`` is the truth plus an injected error."""
     sample_answers: list[int | None] | None = None

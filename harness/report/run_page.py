@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.format_drift import drift_warning
 from harness.analysis.run_summary import RunSummary, read_summary
 from harness.files import atomic_write_text
 from harness.records.manifest import Manifest, read_manifest
@@ -180,7 +181,10 @@ def failure_table(example: FailureExample) -> str:
     literal backslash-n.
     """
     show_reasoning = any(r.reasoning for r in example.records)
-    show_history = any(r.shown is not None and r.shown != r.answer for r in example.records)
+    show_history = any(
+        r.shown_text is not None or (r.shown is not None and r.shown != r.answer)
+        for r in example.records
+    )
     headers = ["turn", "keys", "truth", "own prev. + values", "reply (raw)", "answer", "status"]
     headers += ["off by"]
     if show_history:
@@ -202,7 +206,9 @@ def failure_table(example: FailureExample) -> str:
             ("text", status),
             ("num", off),
         ]
-        if show_history:
+        if show_history and record.shown_text is not None:  # written by the harness
+            cells.append(("text", _clip(record.shown_text)))
+        elif show_history:
             cells.append(("num", "" if record.shown is None else record.shown))
         if show_reasoning:
             cells.append(("text", _clip(record.reasoning or "")))
@@ -280,6 +286,8 @@ def render_report(summary: RunSummary, manifest: Manifest, run_dir: Path) -> str
             f'<div class="banner incomplete">Run {esc(summary.status)}{esc(note)}: '
             f"{esc(summary.turns_unfinished)} turns unfinished.</div>"
         )
+    if warning := drift_warning(summary.format_drift):
+        banners.append(f'<div class="banner incomplete">{esc(warning)}</div>')
     figures = "\n".join(
         f'<figure><img alt="{esc(alt)}" src="{data_uri(run_dir / name)}"></figure>'
         for name, alt in (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.analysis.aggregate import collect, single_turn_capacity, write_tables
+from harness.analysis.format_drift import drift_by_rate, drift_by_rate_title
 from harness.analysis.run_summary import read_summary
 from harness.economics.costs import pareto_frontier
 from harness.files import atomic_write_text
@@ -39,6 +40,7 @@ SHOWN_COLUMNS = [
     "prop1_steps",
     "target_turn",
     "target_turn_accuracy",
+    "format_drift",
     "final_task_accuracy",
     "tokens_spent",
     "tokens_replayed",
@@ -60,6 +62,9 @@ def write_sweep_report(root: Path) -> list[Path]:
         capacity_path.write_text(capacity.to_markdown(index=False) + "\n", encoding="utf-8")
         paths.append(capacity_path)
         extra_tables.append(("Single-turn capacity (largest L solved at s)", capacity))
+    drift = drift_by_rate(table)
+    if len(drift):
+        extra_tables.append((drift_by_rate_title(drift), drift))
     frontier = pareto_frontier(table)
     if len(frontier):
         frontier_path = out_dir / "pareto.md"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.analysis.format_drift import drift_warning
 from harness.analysis.run_summary import SUMMARY_FILE, HorizonSummary, RunSummary
 from harness.economics.costs import format_usd
 from harness.records.schema import TURNS_FILE
@@ -138,6 +139,7 @@ def format_table(summary: RunSummary, run_dir: Path, report_turns: Sequence[int]
         *strategy_lines(summary),
         f"errors     format {summary.format_errors}, provider {summary.provider_errors}, "
         f"context exceeded {summary.context_exceeded}, retries {summary.retries}",
+        *([f"warning    {warning}"] if (warning := drift_warning(summary.format_drift)) else []),
         f"tokens     spent: prompt {spent.prompt_tokens:,}, completion {spent.completion_tokens:,}"
         + (" (estimated)" if spent.estimated else "")
         + replayed,

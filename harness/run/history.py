@@ -7,12 +7,21 @@
   plus a non-zero offset in [-magnitude, magnitude]; an injected value is always wrong (the
   paper's code drew offsets that could be 0).
 
-Every draw comes from a generator seeded by (seed, episode, turn), so the shown value of any
+In CoT mode a turn the harness writes (filled, healed, injected) is a CoT reply in the layout
+of the worked example (:mod:`tasks.working`), not a bare tag: a model copies the format of its
+history, and a CoT model shown bare tags stops showing its working. Each such reply works
+from the true total before the turn, so its lines add up to the shown value; an injected error
+is one misread value line (the line drawn with the offset) and the wrong total follows from it.
+As in direct mode, errors do not carry over: the turn after an injected one works from the
+truth again. Direct and thinking modes show just the tag.
+
+Every draw comes from a generator seeded by (seed, episode, turn), so the shown text of any
 turn can be recomputed alone (resume, audits) and does not depend on scheduling.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +29,7 @@ import numpy as np
 
 from tasks.parsing import ParsedReply, format_answer
 from tasks.prompts import Mode, history_reply
+from tasks.working import cot_reply
 
 HistorySource = Literal["own", "healed", "injected"]
 
@@ -34,16 +44,36 @@ class Shown:
     text: str
     value: int | None
     injected: bool = False
+    written: bool = False
+    """True when the harness wrote ``text`` (a filled or rewritten turn), not the model."""
 
 
-def injected_offset(seed: int, episode: int, turn: int, rate: float, magnitude: int) -> int:
-    """The offset added to the truth at one turn: 0 (not injected) or a non-zero integer."""
+@dataclass(frozen=True, slots=True)
+class Injection:
+    """What the history changes at one turn."""
+
+    offset: int
+    """Added to the truth: 0 (not injected) or a non-zero integer."""
+    line: int
+    """Index of the key whose value a CoT reply misreads by ``offset``."""
+
+
+def injection(
+    seed: int, episode: int, turn: int, rate: float, magnitude: int, keys: int = 1
+) -> Injection:
+    """The injection draw of one turn; ``keys`` is the number of keys of the turn."""
     sequence = np.random.SeedSequence(seed, spawn_key=(_INJECTION_STREAM, episode, turn))
     rng = np.random.Generator(np.random.PCG64(sequence))
     hit = rng.random() < rate
     size = int(rng.integers(1, magnitude, endpoint=True))
     sign = 1 if rng.random() < 0.5 else -1
-    return sign * size if hit else 0
+    line = int(rng.integers(0, max(keys, 1)))  # drawn last: the offsets stay as they were
+    return Injection(offset=sign * size if hit else 0, line=line)
+
+
+def injected_offset(seed: int, episode: int, turn: int, rate: float, magnitude: int) -> int:
+    """The offset added to the truth at one turn: 0 (not injected) or a non-zero integer."""
+    return injection(seed, episode, turn, rate, magnitude).offset
 
 
 @dataclass(frozen=True)
@@ -61,16 +91,44 @@ class HistoryPolicy:
         """True when the shown answers do not depend on the model's replies."""
         return self.source != "own"
 
-    def rewritten(self, episode: int, turn: int, truth: int) -> Shown:
-        """The shown answer of a healed or injected history (also used for filled turns)."""
-        offset = 0
-        if self.source == "injected":
-            offset = injected_offset(self.seed, episode, turn, self.rate, self.magnitude)
-        value = truth + offset
-        return Shown(text=format_answer(value), value=value, injected=offset != 0)
+    def rewritten(
+        self,
+        episode: int,
+        turn: int,
+        truth: int,
+        keys: Sequence[str] = (),
+        values: Sequence[int] = (),
+    ) -> Shown:
+        """The shown turn of a healed or injected history (also used for filled turns).
 
-    def shown(self, episode: int, turn: int, truth: int, parsed: ParsedReply) -> Shown:
-        """The shown answer after the model replied with ``parsed``."""
+        ``truth`` is the running total after the turn; ``keys`` and their true ``values``
+        are needed in CoT mode only, where the written turn shows its working.
+        """
+        if self.mode == "cot" and (not keys or len(keys) != len(values)):
+            raise ValueError("a CoT history turn is written from the turn's keys and values")
+        drawn = Injection(offset=0, line=0)
+        if self.source == "injected":
+            drawn = injection(self.seed, episode, turn, self.rate, self.magnitude, len(keys))
+        value = truth + drawn.offset
+        if self.mode == "cot":
+            shown_values = list(values)
+            if drawn.offset:
+                shown_values[drawn.line] += drawn.offset
+            text = cot_reply(truth - sum(values), keys, shown_values)
+        else:
+            text = format_answer(value)
+        return Shown(text=text, value=value, injected=drawn.offset != 0, written=True)
+
+    def shown(
+        self,
+        episode: int,
+        turn: int,
+        truth: int,
+        parsed: ParsedReply,
+        keys: Sequence[str] = (),
+        values: Sequence[int] = (),
+    ) -> Shown:
+        """The shown turn after the model replied with ``parsed``."""
         if self.rewrites:
-            return self.rewritten(episode, turn, truth)
+            return self.rewritten(episode, turn, truth, keys, values)
         return Shown(text=history_reply(parsed, self.mode), value=parsed.answer)

@@ -174,8 +174,11 @@ class Runner:
     def _replay(self, conversation: Conversation, record: TurnRecord) -> None:
         """Rebuild one finished turn of the history from its record (resume)."""
         conversation.ask(record.keys)
+        values = self._values(record.keys)
         if record.filled:
-            shown = self.policy.rewritten(record.episode, record.turn, record.truth)
+            shown = self.policy.rewritten(
+                record.episode, record.turn, record.truth, record.keys, values
+            )
         else:
             # The record's own parse, not a re-parse: a long reply is stored cut.
             parsed = ParsedReply(
@@ -183,8 +186,14 @@ class Runner:
                 answer=record.answer,
                 visible=strip_reasoning(record.reply)[0],
             )
-            shown = self.policy.shown(record.episode, record.turn, record.truth, parsed)
+            shown = self.policy.shown(
+                record.episode, record.turn, record.truth, parsed, record.keys, values
+            )
         conversation.answer(shown)
+
+    def _values(self, keys: list[str]) -> list[int]:
+        """The true values of a turn's keys (a rewritten CoT turn shows them line by line)."""
+        return [self.task_set.dictionary[key] for key in keys]
 
     def _base_record(self, episode: int, turn: int, keys: list[str], base: int) -> dict:
         return dict(
@@ -266,8 +275,9 @@ class Runner:
                 break
             keys = self.task_set.turn_keys(episode, turn)
             common = self._base_record(episode, turn, keys, conversation.shown_total)
+            values = self._values(keys)
             if turn < self.first_called_turn:
-                shown = self.policy.rewritten(episode, turn, common["truth"])
+                shown = self.policy.rewritten(episode, turn, common["truth"], keys, values)
                 conversation.ask(keys)
                 conversation.answer(shown)
                 record = TurnRecord(
@@ -275,6 +285,7 @@ class Runner:
                     status="filled",
                     filled=True,
                     shown=shown.value,
+                    shown_text=shown.text,
                     injected=shown.injected,
                 )
                 self._emit(writer, record)
@@ -313,7 +324,7 @@ class Runner:
                     return  # not finished: a resume re-runs it
                 break
             parsed = draw.winner.parsed  # type: ignore[union-attr]  # no failure: a winner
-            shown: Shown = self.policy.shown(episode, turn, common["truth"], parsed)
+            shown: Shown = self.policy.shown(episode, turn, common["truth"], parsed, keys, values)
             stored, length = clip(result.content)
             record = TurnRecord(
                 **common,
@@ -323,6 +334,7 @@ class Runner:
                 reply=stored,
                 reply_chars=length,
                 shown=shown.value,
+                shown_text=shown.text if shown.written else None,
                 injected=shown.injected,
                 **draw.record_fields(),
             )

@@ -25,11 +25,11 @@ async def test_horizon_of_the_simulated_executor_matches_proposition_one(tmp_pat
         ]
     )
     summary = await execute(config, tmp_path)
-    horizon = summary["horizon"]
-    assert not horizon["censored"]
-    assert horizon["steps"] == pytest.approx(expected, rel=0.15)
-    low, high = horizon["ci95"]
+    horizon = summary.horizon
+    assert not horizon.censored
+    assert horizon.steps == pytest.approx(expected, rel=0.15)
+    low, high = horizon.ci95
     assert low <= expected <= high
-    assert summary["prop1"]["p_hat"] == pytest.approx(p, abs=0.01)
-    assert summary["prop1"]["predicted_steps"] == pytest.approx(expected, rel=0.15)
-    assert horizon["logistic_steps"] == pytest.approx(expected, rel=0.25)
+    assert summary.prop1.p_hat == pytest.approx(p, abs=0.01)
+    assert summary.prop1.predicted_steps == pytest.approx(expected, rel=0.15)
+    assert horizon.logistic_steps == pytest.approx(expected, rel=0.25)

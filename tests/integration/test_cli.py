@@ -90,7 +90,11 @@ def test_lhe_command_runs_end_to_end_and_writes_its_files(tmp_path):
     assert summary["turns_scored"] == 30 * 12
     for key in ("steps", "turns", "ci95", "logistic_steps", "censored", "s"):
         assert key in summary["horizon"]
-    assert set(summary["usage"]) >= {"prompt_tokens", "completion_tokens", "reasoning_tokens"}
+    assert set(summary["tokens_spent"]) >= {
+        "prompt_tokens",
+        "completion_tokens",
+        "reasoning_tokens",
+    }
     for key in ("config", "config_hash", "packages", "git_commit", "seeds"):
         assert key in manifest
     assert len(manifest["task_set"]["fingerprint"]) == 64

@@ -44,7 +44,7 @@ async def test_faults_are_retried_away_and_every_retry_is_an_injected_fault(
         assert outcomes(tmp_path / attempt) == expected
         injected = faulty.stats()["faults"]
         retried = sum(injected[kind] for kind in RETRIED_FAULTS)
-        assert sum(r.retries for r in records) == retried == summary["retries"]
+        assert sum(r.retries for r in records) == retried == summary.retries
         stats.append(injected)
     # every kind in the mix fired, and the same faults were drawn on both runs
     assert all(stats[0][name.removeprefix("rate_")] > 0 for name in MIXED_FAULTS)
@@ -61,8 +61,8 @@ async def test_exhausted_retries_are_provider_errors_and_never_scored(
     assert [(r.turn, r.status, r.retries) for r in records] == [(0, "provider_error", 2)] * 6
     assert all("HTTP 503" in r.error and r.answer is None for r in records)
     assert server.stats()["faults"]["503"] == 6 * 3
-    assert summary["turns_scored"] == 0 and summary["provider_errors"] == 6
-    assert summary["status"] == "incomplete"
+    assert summary.turns_scored == 0 and summary.provider_errors == 6
+    assert summary.status == "incomplete"
 
 
 async def test_context_exceeded_is_recorded_once_and_ends_the_episode(
@@ -82,7 +82,7 @@ async def test_context_exceeded_is_recorded_once_and_ends_the_episode(
     assert all(r.retries == 0 for r in records)
     assert all("context length" in r.error for r in records if r.status == "context_exceeded")
     assert server.stats()["faults"]["context_exceeded"] == 6  # each sent once, never retried
-    assert summary["context_exceeded"] == 6 and summary["provider_errors"] == 0
+    assert summary.context_exceeded == 6 and summary.provider_errors == 0
 
 
 async def test_wrong_key_stops_the_run_before_any_turn(

@@ -100,10 +100,10 @@ async def test_one_fault_kind_is_retried_away_and_counted_under_its_class(kind, 
         injected = server.stats()["faults"]
     assert injected[kind] > 0
     assert sum(injected.values()) == injected[kind]  # this kind alone
-    assert (summary["status"], summary["provider_errors"]) == ("complete", 0)
+    assert (summary.status, summary.provider_errors) == ("complete", 0)
     assert outcomes(tmp_path) == clean  # a fault never changes an answer
-    assert summary["retries_by_reason"] == {FAILURE_CLASS[kind]: injected[kind]}
-    assert summary["retries"] == injected[kind]
+    assert summary.retries_by_reason == {FAILURE_CLASS[kind]: injected[kind]}
+    assert summary.retries == injected[kind]
 
 
 async def test_mixed_faults_are_counted_class_by_class(clean, tmp_path):
@@ -113,7 +113,7 @@ async def test_mixed_faults_are_counted_class_by_class(clean, tmp_path):
         injected = server.stats()["faults"]
     expected = {FAILURE_CLASS[kind]: n for kind, n in injected.items() if n and kind != "big_body"}
     assert len(expected) >= 4  # several kinds fired in one run
-    assert summary["retries_by_reason"] == expected
+    assert summary.retries_by_reason == expected
     assert outcomes(tmp_path) == clean
 
 
@@ -126,19 +126,19 @@ async def test_persistent_failure_gives_provider_errors_that_are_never_scored(tm
     assert all(
         r.error.startswith("HTTP 503") and "gave up after 3 attempts" in r.error for r in records
     )
-    assert summary["provider_errors"] == EPISODES
-    assert summary["turns_scored"] == 0 and summary["status"] == "incomplete"
-    assert summary["index_accuracy"] == summary["turn_accuracy"] == [None] * TURNS
+    assert summary.provider_errors == EPISODES
+    assert summary.turns_scored == 0 and summary.status == "incomplete"
+    assert summary.index_accuracy == summary.turn_accuracy == [None] * TURNS
     # Every attempt but each request's last was retried: the counts add up exactly.
-    assert summary["retries_by_reason"] == {"503": injected - EPISODES}
+    assert summary.retries_by_reason == {"503": injected - EPISODES}
 
 
 async def test_persistent_failure_says_why_and_claims_no_horizon(tmp_path):
     with running_fake_server(rate_503=1.0, **SERVER) as server:
         summary, printed = await run(config(server.base_url, max_attempts=2), tmp_path)
-    assert "HTTP 503" in (summary["note"] or "")
+    assert "HTTP 503" in (summary.note or "")
     assert "HTTP 503" in printed
-    assert summary["horizon"]["steps"] is None
+    assert summary.horizon.steps is None
 
 
 async def test_failed_turns_stay_out_of_every_denominator_and_resume_fills_them(clean, tmp_path):
@@ -150,18 +150,18 @@ async def test_failed_turns_stay_out_of_every_denominator_and_resume_fills_them(
     failed = [r for r in latest if r.status == "provider_error"]
     scored = [r for r in latest if r.status != "provider_error"]
     assert failed and scored  # some turns gave up, others went through
-    assert summary["turns_scored"] == len(scored)
-    assert summary["provider_errors"] == len(failed)
+    assert summary.turns_scored == len(scored)
+    assert summary.provider_errors == len(failed)
     for turn in range(TURNS):
         rows = [r.answer == r.truth for r in scored if r.turn == turn]
         expected = float(np.mean(rows)) if rows else None
-        assert summary["index_accuracy"][turn] == pytest.approx(expected)
+        assert summary.index_accuracy[turn] == pytest.approx(expected)
 
     # The same run resumed against a server that behaves: the failed turns are asked again
     # and the run ends with the clean run's answers.
     with running_fake_server(port=port, **SERVER):
         summary, _ = await run(flaky, tmp_path)
-    assert summary["status"] == "complete"
+    assert summary.status == "complete"
     assert outcomes(tmp_path) == clean
 
 
@@ -170,7 +170,7 @@ async def test_a_10_mb_reply_around_a_short_answer_is_read_and_stored_whole(clea
         summary, _ = await run(config(server.base_url, "task.samples=2", "task.turns=2"), tmp_path)
         assert server.stats()["faults"]["big_body"] == 4
     records = read_records(tmp_path)
-    assert summary["status"] == "complete" and summary["retries"] == 0
+    assert summary.status == "complete" and summary.retries == 0
     assert {(r.episode, r.turn): (r.status, r.answer, r.reply) for r in records} == {
         key: value for key, value in clean.items() if key[0] < 2 and key[1] < 2
     }
@@ -184,7 +184,7 @@ async def test_a_10_mb_answer_is_stored_cut_with_its_length(clean, tmp_path):
     ) as server:
         summary, _ = await run(config(server.base_url, "task.samples=2", "task.turns=2"), tmp_path)
     records = read_records(tmp_path)
-    assert summary["status"] == "complete" and len(records) == 4
+    assert summary.status == "complete" and len(records) == 4
     for record in records:
         status, answer, short_reply = clean[record.episode, record.turn]
         assert (record.status, record.answer) == (status, answer)  # parsed before the cut

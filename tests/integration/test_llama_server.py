@@ -95,4 +95,4 @@ def test_lhe_runs_against_a_real_llama_cpp_server(llama_server, tmp_path):
     expected |= {"index_accuracy", "horizon", "usage", "retries", "provider_errors"}
     assert expected <= summary.keys()
     assert (summary["model"], summary["episodes"], summary["turns"]) == ("llama-cpp-server", 2, 3)
-    assert summary["usage"]["estimated"] is False
+    assert summary["tokens_spent"]["estimated"] is False

@@ -41,8 +41,18 @@ def estimate(overrides, price=PRICE):
         ["history=healed", "history.target_turn=20"],
         ["history=injected", "history.rate=0.5", "history.window=5", "history.target_turn=10"],
         ["task.k=3", "strategy=majority", "strategy.n=3"],
+        ["task.mode=cot", "task.k=2", "history=injected", "history.rate=0.5"],
+        ["task.mode=cot", "task.k=2", "history=healed", "history.target_turn=20"],
     ],
-    ids=["full", "window2", "target_turn", "injected_window_target", "k3_majority3"],
+    ids=[
+        "full",
+        "window2",
+        "target_turn",
+        "injected_window_target",
+        "k3_majority3",
+        "cot_injected",
+        "cot_healed_target",
+    ],
 )
 async def test_estimate_agrees_with_the_usage_of_a_real_run(tmp_path, monkeypatch, overrides):
     """The simulated provider counts characters / 4 too, so the two must agree closely."""
