@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.run_summary import RunSummary
 from harness.cli import compose_config
 from harness.pipeline import execute
 
@@ -55,9 +56,7 @@ def predicted_accuracy(p: float, name: str) -> float:
     return p
 
 
-async def measure(
-    p: float, strategy: list[str], args: argparse.Namespace, out: Path
-) -> dict[str, Any]:
+async def measure(p: float, strategy: list[str], args: argparse.Namespace, out: Path) -> RunSummary:
     overrides = [
         "model=simulated",
         f"model.p={p}",
@@ -77,12 +76,13 @@ async def measure(
         return await execute(compose_config(overrides), out)
 
 
-def horizon_text(summary: dict[str, Any]) -> str:
-    h = summary["horizon"]
-    if h["censored"]:
-        return f">= {h['steps']:.0f}"
-    lo, hi = h["ci95"] or (math.nan, math.nan)
-    return f"{h['steps']:.1f} [{lo:.1f}, {hi:.1f}]"
+def horizon_text(summary: RunSummary) -> str:
+    h = summary.horizon
+    assert h is not None and h.steps is not None
+    if h.censored:
+        return f">= {h.steps:.0f}"
+    lo, hi = h.ci95 or (math.nan, math.nan)
+    return f"{h.steps:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
 async def main() -> None:
@@ -109,18 +109,19 @@ async def main() -> None:
                 started = time.monotonic()
                 summary = await measure(p, strategy, args, Path(tmp) / f"{p}-{name}")
                 elapsed = time.monotonic() - started
-                economics = summary["economics"]
-                per_step = economics["tokens_per_turn"]  # K = 1
-                base = base or {"h": summary["horizon"]["steps"], "tokens": per_step}
+                economics, horizon, block = summary.economics, summary.horizon, summary.strategy
+                assert economics and horizon and horizon.steps and block
+                per_step = economics.tokens_per_turn or math.nan  # K = 1
+                base = base or {"h": horizon.steps, "tokens": per_step}
                 two_outcome = math.log(0.5) / math.log(predicted_accuracy(p, name))
-                h_ratio = summary["horizon"]["steps"] / base["h"]
+                h_ratio = horizon.steps / base["h"]
                 print(
                     f"{p:>5} {name:<15} {horizon_text(summary):>22} "
-                    f"{('>=' if summary['horizon']['censored'] else '') + f'{h_ratio:.1f}':>7} "
+                    f"{('>=' if horizon.censored else '') + f'{h_ratio:.1f}':>7} "
                     f"{two_outcome:>9.1f} "
-                    f"{summary['strategy']['samples_per_step']:>12.2f} {per_step:>11.1f} "
+                    f"{block.samples_per_step or math.nan:>12.2f} {per_step:>11.1f} "
                     f"{per_step / base['tokens']:>5.2f} "
-                    f"{economics['tokens_per_correct_step']:>19.1f} {elapsed:>5.0f}s",
+                    f"{economics.tokens_per_correct_step or math.nan:>19.1f} {elapsed:>5.0f}s",
                     flush=True,
                 )
 
