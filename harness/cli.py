@@ -45,7 +45,7 @@ OmegaConf.register_new_resolver(
 )
 
 
-PRESET_GROUPS = ("model", "task", "history", "experiment")
+PRESET_GROUPS = ("model", "task", "history", "strategy", "experiment")
 """Config groups of ``conf/`` whose choices are checked before Hydra composes anything."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -194,7 +195,8 @@ class RunSettings(StrictModel):
     progress: bool = True
     """Show a progress line when attached to a terminal."""
     votes: int = Field(1, ge=1)
-    """Samples per turn; with more than one, the majority answer goes into the history."""
+    """Deprecated alias of ``strategy=majority strategy.n=N`` (moved there; read once and
+    rewritten into the strategy section, after which it is 1)."""
 
     @field_validator("concurrency", mode="before")
     @classmethod
@@ -221,6 +223,59 @@ class RunSettings(StrictModel):
         return self.concurrency_max if self.concurrency == "auto" else self.concurrency
 
 
+class RedFlagConfig(StrictModel):
+    """Samples thrown away before they vote: they are resampled and counted apart."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    """Discard a sample that generated more tokens than this (overlong); null: no limit."""
+    format_errors: bool = False
+    """Discard a sample without a parseable answer (``no_answer``, ``bad_format``, ...)."""
+
+
+class StrategyConfig(StrictModel):
+    """How a turn is sampled and decided (see ``harness/run/strategies.py``)."""
+
+    name: Literal["single", "majority", "ahead_by_k"] = "single"
+    """``single`` sample; ``majority`` of n; ``ahead_by_k``: sample until one answer leads
+    every other by k votes."""
+    n: int = Field(1, ge=1)
+    """``majority``: votes per turn."""
+    k: int = Field(3, ge=1)
+    """``ahead_by_k``: the lead over the runner-up that decides a turn."""
+    max_samples: int = Field(32, ge=1)
+    """Samples per turn at most, red-flagged ones included; at the cap the plurality answer
+    is taken and the turn is marked ``capped``."""
+    red_flag: RedFlagConfig = Field(default_factory=RedFlagConfig)
+    """Which samples are discarded before they vote."""
+
+    @model_validator(mode="after")
+    def _check_cap(self) -> StrategyConfig:
+        needed = {"single": 1, "majority": self.n, "ahead_by_k": self.k}[self.name]
+        if self.max_samples < needed:
+            field = "strategy.n" if self.name == "majority" else "strategy.k"
+            raise ValueError(
+                f"strategy.max_samples: must be >= {field}={needed} (got {self.max_samples})"
+            )
+        return self
+
+    def sample_range(self) -> tuple[int, int]:
+        """Fewest and most samples a turn can draw (the range a pre-run estimate spans)."""
+        fewest = {"single": 1, "majority": self.n, "ahead_by_k": self.k}[self.name]
+        flags = self.red_flag.max_tokens is not None or self.red_flag.format_errors
+        most = self.max_samples if self.name == "ahead_by_k" or flags else fewest
+        return fewest, most
+
+    @property
+    def label(self) -> str:
+        """``single``, ``majority n=3``, ``ahead_by_k k=3`` (red flags appended)."""
+        text = {"single": "single", "majority": f"majority n={self.n}"}.get(
+            self.name, f"ahead_by_k k={self.k}"
+        )
+        flags = [f"max_tokens={self.red_flag.max_tokens}"] if self.red_flag.max_tokens else []
+        flags += ["format"] if self.red_flag.format_errors else []
+        return text + (f" red_flag({', '.join(flags)})" if flags else "")
+
+
 class CacheConfig(StrictModel):
     """The on-disk response cache."""
 
@@ -241,6 +296,9 @@ class BudgetConfig(StrictModel):
     """Stop starting new turns once the run's cost reaches this many dollars."""
     max_tokens: int | None = Field(None, ge=1)
     """Stop starting new turns once prompt + completion tokens reach this count."""
+    over_estimate: Literal["refuse", "run"] = "refuse"
+    """When the pre-run estimate exceeds a limit: ``refuse`` to start, or ``run`` anyway
+    and stop at the limit (the summary says how far the run got)."""
     sweep_max_usd: float | None = Field(None, gt=0.0)
     """The same limit in dollars over every job of the multirun (``lhe -m``) together."""
     sweep_max_tokens: int | None = Field(None, ge=1)
@@ -305,6 +363,8 @@ class RunConfig(StrictModel):
     """The task section."""
     run: RunSettings = Field(default_factory=RunSettings)
     """The runner section."""
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    """The sampling-strategy section (samples per turn, voting, red flags)."""
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     """The history section."""
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -321,6 +381,31 @@ class RunConfig(StrictModel):
     """The experiment section."""
     report: ReportConfig = Field(default_factory=ReportConfig)
     """The report section."""
+
+    @model_validator(mode="after")
+    def _move_votes(self) -> RunConfig:
+        """Rewrite the deprecated ``run.votes=N`` as ``strategy=majority strategy.n=N``."""
+        votes = self.run.votes
+        if votes == 1:
+            return self
+        if self.strategy.name != "single":
+            raise ValueError(
+                f"run.votes: deprecated alias of strategy=majority strategy.n=N; set only the "
+                f"strategy (got run.votes={votes} and strategy={self.strategy.name})"
+            )
+        warnings.warn(
+            f"run.votes is deprecated: use strategy=majority strategy.n={votes}",
+            FutureWarning,
+            stacklevel=2,
+        )
+        self.strategy = StrategyConfig(
+            name="majority",
+            n=votes,
+            max_samples=max(votes, self.strategy.max_samples),
+            red_flag=self.strategy.red_flag,
+        )
+        self.run = self.run.model_copy(update={"votes": 1})
+        return self
 
     @model_validator(mode="after")
     def _check_target_turn(self) -> RunConfig:

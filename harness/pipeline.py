@@ -90,7 +90,12 @@ async def prepare(config: RunConfig) -> tuple[TaskSet, Provider]:
 
 
 def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | None) -> None:
-    """Refuse a run the budget cannot pay for, or cannot even price."""
+    """Refuse a run the budget cannot pay for, or cannot even price.
+
+    With ``budget.over_estimate=run`` an estimate above the budget only prints a note: the
+    run starts and stops at the limit. A dollar limit without a price is refused either way,
+    since nothing could ever reach it.
+    """
     for name in ("max_usd", "sweep_max_usd"):
         if getattr(config.budget, name) is not None and price is None:
             raise ConfigError(
@@ -98,7 +103,13 @@ def check_budget(config: RunConfig, estimate: RunEstimate, price: PriceConfig | 
                 "USD per 1M tokens, output: USD per 1M tokens}} or drop the limit"
             )
     reason = exceeds_budget(estimate, config.budget)
-    if reason:
+    if reason and config.budget.over_estimate == "run":
+        print(
+            f"lhe: note: {reason.split(';')[0]}; budget.over_estimate=run: starting anyway, "
+            "the run stops at the budget",
+            file=sys.stderr,
+        )
+    elif reason:
         raise ConfigError(reason)
 
 
@@ -175,7 +186,8 @@ def make_runner(
     return Runner(
         task_set=task_set,
         provider=provider,
-        sampling=config.model.sampling(n=config.run.votes),
+        sampling=config.model.sampling(),
+        strategy=config.strategy,
         policy=HistoryPolicy(
             source=history.source,
             rate=history.rate,
@@ -297,6 +309,9 @@ def _session_end(progress: RunProgress, run_dir: Path) -> tuple[SessionStatus | 
         return "failed", progress.fatal_error
     if progress.stopped_by and progress.stopped_by.startswith("signal"):
         return "interrupted", f"{progress.stopped_by}; resume with: lhe resume={run_dir}"
+    if progress.stopped_by and progress.stopped_by.startswith("budget."):
+        turns = progress.turns_done + progress.turns_resumed
+        return "stopped", f"stopped early by {progress.stopped_by} after {turns:,} turns"
     if progress.stopped_by:
         return "stopped", f"stopped early by {progress.stopped_by}"
     if progress.provider_errors:

@@ -45,6 +45,10 @@ class SimulatedConfig(BaseModel):
     """Extra per-step error rate per unit share of wrong answers in the visible history."""
     context_decay: float = Field(0.0, ge=0.0, le=1.0)
     """Extra per-step error rate per earlier turn in the history."""
+    wrong_values: int | None = Field(None, ge=1, le=198)
+    """How many different wrong answers a turn can get: every wrong sample of one
+    conversation picks one of this many, fixed per conversation (1: a two-outcome race, the
+    case of the gambler's-ruin formulas). null: a fresh wrong value per sample."""
     seed: int = 0
     """Seed mixed into every reply's generator."""
     chars_per_token: float = Field(4.0, gt=0.0)
@@ -62,6 +66,10 @@ class SimulatedConfig(BaseModel):
         if mix is not None and (any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0):
             raise ValueError("weights must be >= 0 with a positive sum")
         return mix
+
+
+_OFFSETS = np.concatenate([np.arange(-99, 0), np.arange(1, 100)])
+"""The wrong offsets ``wrong_values`` picks from."""
 
 
 def _last_answer(content: str) -> int | None:
@@ -90,11 +98,9 @@ class SimulatedProvider(Provider):
         )
         return float(min(max(error, 0.0), 1.0))
 
-    def _rng(
-        self, messages: list[Message], sampling: Sampling, replicate: int
-    ) -> np.random.Generator:
+    def _rng(self, messages: list[Message], salt: str) -> np.random.Generator:
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{self.config.seed}|{sampling.seed}|{replicate}".encode())
+        digest.update(f"{self.config.seed}|{salt}".encode())
         for message in messages:
             digest.update(message.role.encode())
             digest.update(b"\x00")
@@ -122,7 +128,7 @@ class SimulatedProvider(Provider):
                 base = shown
                 break
         error = self.step_error_rate(wrong_share, earlier)
-        rng = self._rng(messages, sampling, replicate)
+        rng = self._rng(messages, f"{sampling.seed}|{replicate}")
         keys = [w.strip() for w in user_turns[-1].content.split(",")]
         if self.config.error_mix is not None:
             values = [dictionary[key] for key in keys]
@@ -137,6 +143,9 @@ class SimulatedProvider(Provider):
                     offset = int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
                     value += offset
                 values.append(value)
+            slip = sum(values) - sum(dictionary[key] for key in keys)
+            if self.config.wrong_values is not None and slip != 0:
+                values[-1] += self._wrong_offset(messages, rng) - slip  # total: right + offset
         if read_mode(messages[0].content) == "cot":
             return cot_reply(base, keys, values)
         return format_answer(base + sum(values))
@@ -178,6 +187,12 @@ class SimulatedProvider(Provider):
         if answer == update:  # an arithmetic slip, drawn or as the fallback
             answer += int(rng.integers(1, 11)) * (1 if rng.random() < 0.5 else -1)
         return answer
+
+    def _wrong_offset(self, messages: list[Message], rng: np.random.Generator) -> int:
+        """One of the conversation's ``wrong_values`` offsets (the same set for every sample)."""
+        count = self.config.wrong_values or 1
+        offsets = self._rng(messages, "wrong").choice(_OFFSETS, count, replace=False)
+        return int(offsets[int(rng.integers(count))])
 
     async def chat(self, messages: list[Message], sampling: Sampling) -> ChatResult:
         """See :meth:`Provider.chat`."""

@@ -7,7 +7,7 @@ pure function of the request. Whether an attempt gets a fault is drawn from a ge
 by (``--seed``, request body, how often this body was seen), so a retried request eventually
 goes through and the set of injected faults is the same on every run. ``GET /stats`` counts
 them by kind, for tests to compare with the retries the client recorded, and
-``--log-requests FILE`` appends one line per chat request (its seed and a hash of its
+``--log-requests FILE`` appends one line per chat request (its seed, n and a hash of its
 conversation), for tests that must prove a turn was never asked twice.
 
 Plain asyncio streams (stdlib only), so one process holds thousands of open connections.
@@ -104,6 +104,7 @@ class ServerOptions:
     api_key_env: str = _opt("", "require 'Bearer $VAR' with the key in this env var (empty: off)")
     model_id: str = _opt("fake-model", "model id listed by /v1/models and sent in replies")
     usage: bool = _opt(True, "report token usage in replies")
+    ignore_n: bool = _opt(False, "answer one choice whatever n asks for (as llama.cpp's server)")
 
     def rates(self) -> list[tuple[str, float]]:
         """(kind, probability) for every fault, in :data:`FAULTS` order."""
@@ -211,6 +212,7 @@ class FakeServer:
         conversation = json.dumps(request["messages"], sort_keys=True).encode()
         line = {
             "seed": request.get("seed"),
+            "n": request.get("n", 1),
             "conversation": hashlib.blake2b(conversation, digest_size=16).hexdigest(),
             "fault": fault,
         }
@@ -236,7 +238,9 @@ class FakeServer:
             request = json.loads(raw)
             messages = [Message(m["role"], m["content"]) for m in request["messages"]]
             stop = request.get("stop") or []
-            fields = ("temperature", "top_p", "max_tokens", "seed", "n")
+            fields = ("temperature", "top_p", "max_tokens", "seed") + (
+                () if self.options.ignore_n else ("n",)
+            )
             sampling = Sampling(
                 **{k: request[k] for k in fields if k in request},
                 stop=[stop] if isinstance(stop, str) else stop,

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from harness.analysis.run_summary import SUMMARY_FILE, RunSummary, read_summary
+from harness.analysis.strategy_stats import strategy_columns
 from harness.records.manifest import MANIFEST_FILE, read_manifest
 
 REPORT_TURNS = (1, 10, 50, 100)
@@ -66,6 +67,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "target_turn": target,
         "filled_turns": (history.target_turn or 1) - 1,
         "votes": summary.votes,
+        **strategy_columns(summary),
         "status": summary.status,
         "horizon_steps": horizon.steps if horizon else None,
         "horizon_lo": ci[0],
@@ -107,7 +109,8 @@ def collect(root: Path) -> pd.DataFrame:
     if not rows:
         raise FileNotFoundError(f"no runs (summary.json + manifest.json) under {root}")
     table = pd.DataFrame(rows)
-    order = ["experiment", "model", "mode", "k", "history", "rate", "window", "votes", "run"]
+    order = ["experiment", "model", "mode", "k", "history", "rate", "window", "votes"]
+    order += ["strategy", "run"]
     return table.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)
 
 

@@ -17,6 +17,7 @@ from harness.analysis.concurrency import LimitSummary
 from harness.analysis.failures import ErrorTaxonomy
 from harness.analysis.flexible import FlexibleScores
 from harness.analysis.format_drift import FormatDrift
+from harness.analysis.strategy_stats import StrategySummary
 from harness.analysis.survival_summary import (
     ErrorDynamics,
     Hazard,
@@ -128,7 +129,10 @@ class Economics(_Part):
     cost_usd: float | None
     """What ``tokens_spent`` cost."""
     tokens_per_turn: float | None
-    """Tokens per model-called turn; a replayed reply counts at its original usage."""
+    """Tokens per model-called turn (every sample); a replayed reply counts at its original
+    usage."""
+    cost_per_turn_usd: float | None = None
+    """Dollars per model-called turn."""
     tokens_per_episode: float | None
     """Mean tokens of an episode that called the model."""
     cost_per_episode_usd: float | None
@@ -188,7 +192,9 @@ class RunSummary(_Part):
     history: HistoryConfig
     """What the model saw of its past."""
     votes: int = 1
-    """Samples per turn (majority vote)."""
+    """Votes per turn of a ``majority`` strategy (1 otherwise)."""
+    strategy: StrategySummary | None = None
+    """The sampling strategy and what it drew (None in summaries from before strategies)."""
     horizon: HorizonSummary | None
     """H_s; None under a rewritten history, where it does not measure execution."""
     prop1: Prop1Summary | None

@@ -25,6 +25,7 @@ from harness.analysis.run_summary import (
     RunSummary,
 )
 from harness.analysis.statistics import finite_or_none
+from harness.analysis.strategy_stats import run_strategy, strategy_summary
 from harness.analysis.survival_summary import DEFAULT_THRESHOLDS, survival_blocks
 from harness.config import HistoryConfig, ModelConfig, PriceConfig
 from harness.economics.costs import (
@@ -90,6 +91,7 @@ def summarize(
     own_history = history.source == "own"
     task_curve = _curve(estimate.fit.curve) if own_history and estimate.fit else [None] * turns
 
+    strategy = run_strategy(config)
     statuses = latest.status_counts()
     scored = int((~np.isnan(scores.index_correct)).sum())
     after_failure = config.get("stop", {}).get("after_failure", False)
@@ -125,7 +127,8 @@ def summarize(
         task_accuracy=task_curve,
         ci95=Bands.model_validate(curve_ci),
         history=history,
-        votes=config.get("run", {}).get("votes", 1),
+        votes=strategy.n if strategy.name == "majority" else 1,
+        strategy=strategy_summary(table, strategy, k),
         horizon=None
         if not own_history
         else HorizonSummary(

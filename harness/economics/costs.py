@@ -235,7 +235,8 @@ def economics(
           the tokens it paid for are the summary's ``tokens_spent``
           (:meth:`~harness.records.table.RecordTable.tokens_spent`), the replayed ones its
           ``tokens_replayed``.
-        * ``tokens_per_turn``: tokens per model-called turn (filled turns are not calls).
+        * ``tokens_per_turn`` and ``cost_per_turn_usd``: per model-called turn (filled turns
+          are not calls), every sample of a voting strategy included.
         * ``tokens_per_episode`` and ``cost_per_episode_usd``: means over episodes that
           called the model.
         * ``correct_steps``: K times the number of turn-correct turns (the model applied the
@@ -275,6 +276,7 @@ def economics(
         "price": None if price is None else price.model_dump(),
         "cost_usd": total(costs, spent),
         "tokens_per_turn": _ratio(all_tokens, turns_called),
+        "cost_per_turn_usd": _ratio(all_cost, turns_called),
         "tokens_per_episode": _ratio(all_tokens, episodes_called),
         "cost_per_episode_usd": _ratio(all_cost, episodes_called),
         "correct_steps": correct_steps,

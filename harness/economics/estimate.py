@@ -44,9 +44,9 @@ class RunEstimate:
     """Expected size and cost of a run; every count is an estimate."""
 
     requests: int
-    """Model calls (a call with several votes is one request)."""
+    """Model calls at the strategy's fewest samples per turn (each sample is one request)."""
     prompt_tokens: int
-    """Prompt tokens summed over all requests."""
+    """Prompt tokens summed over those requests (every sample resends the prompt)."""
     completion_tokens: int
     """Expected generated tokens, all votes included."""
     completion_tokens_max: int
@@ -59,6 +59,10 @@ class RunEstimate:
     """Tokens of the system message, sent with every request."""
     prompt_tokens_per_turn: tuple[float, ...]
     """Mean prompt tokens of each turn's request over episodes (0 for filled turns)."""
+    samples_per_turn: tuple[int, int] = (1, 1)
+    """Fewest and most samples per turn under ``strategy``; expected counts use the fewest."""
+    prompt_tokens_max: int | None = None
+    """Prompt tokens at the most samples per turn."""
     notes: tuple[str, ...] = ()
     """What the estimate assumed that a reader should know."""
     estimated: bool = True
@@ -118,8 +122,10 @@ def estimate_run(
       :data:`THINKING_TOKENS_PER_KEY` hidden tokens per key, a documented guess. Expected
       replies are capped at ``model.max_tokens``. Answers in the history are sized as the
       true running totals.
-    * ``run.votes=n``: one request with n samples, so the prompt is counted once and the
-      completion n times.
+    * ``strategy``: every sample is its own request, so prompt and completion are counted once
+      per sample. Expected figures use the fewest samples a turn can draw (n for
+      ``majority``, k for ``ahead_by_k``: every sample agrees); the ``_max`` figures use
+      ``strategy.max_samples`` where the strategy or its red flags can draw more.
     * stopping: when ``stop.after_failure`` or ``stop.when_decided`` will end episodes
       early cannot be known in advance, so the estimate is of the full run, an upper bound.
 
@@ -149,14 +155,17 @@ def estimate_run(
 
     first = (config.history.target_turn or 1) - 1
     asked = prompt_chars[:, first:]
-    requests = int(asked.size)
-    votes, max_tokens = config.run.votes, config.model.max_tokens
+    fewest, most = config.strategy.sample_range()
+    requests = int(asked.size) * fewest
+    max_tokens = config.model.max_tokens
     reply_tokens = reply_chars[:, first:] / chars_per_token
     if mode == "thinking":
         reply_tokens = reply_tokens + THINKING_TOKENS_PER_KEY * k
-    prompt_tokens = round(float(asked.sum()) / chars_per_token)
-    completion_tokens = round(float(np.minimum(reply_tokens, max_tokens).sum()) * votes)
-    completion_max = requests * max_tokens * votes
+    prompt_once = float(asked.sum()) / chars_per_token
+    prompt_tokens = round(prompt_once * fewest)
+    prompt_max = round(prompt_once * most)
+    completion_tokens = round(float(np.minimum(reply_tokens, max_tokens).sum()) * fewest)
+    completion_max = int(asked.size) * most * max_tokens
 
     per_turn = prompt_chars.mean(axis=0) / chars_per_token
     per_turn[:first] = 0.0
@@ -166,9 +175,11 @@ def estimate_run(
         completion_tokens=completion_tokens,
         completion_tokens_max=completion_max,
         cost_usd=_dollars(prompt_tokens, completion_tokens, price),
-        cost_usd_max=_dollars(prompt_tokens, completion_max, price),
+        cost_usd_max=_dollars(prompt_max, completion_max, price),
         system_prompt_tokens=round(system_chars / chars_per_token),
         prompt_tokens_per_turn=tuple(float(v) for v in per_turn),
+        samples_per_turn=(fewest, most),
+        prompt_tokens_max=prompt_max,
         notes=_notes(config, chars_per_token, float(reply_tokens.max(initial=0.0)))
         + tuple(filter(None, [batch_price_note(config.model, price)])),
     )
@@ -193,6 +204,12 @@ def _notes(config: RunConfig, chars_per_token: float, longest_reply: float) -> t
         )
     if config.task.mode == "cot":
         notes.append("cot mode: replies sized like the worked example; models often write more")
+    fewest, most = config.strategy.sample_range()
+    if most > fewest:
+        notes.append(
+            f"strategy {config.strategy.label}: expected figures at {fewest} sample(s) per "
+            f"turn (every sample agrees), at most {most} (strategy.max_samples)"
+        )
     if config.stop.after_failure or config.stop.when_decided:
         notes.append("early stopping is on: this is the full run, an upper bound")
     return tuple(notes)
@@ -226,7 +243,13 @@ def format_estimate(estimate: RunEstimate, budget: BudgetConfig) -> str:
     """A few lines for the terminal: requests, tokens, dollars and the budget verdict."""
     lines = [
         f"requests   {estimate.requests:,}",
-        f"tokens     prompt {estimate.prompt_tokens:,} (system message "
+        f"tokens     prompt {estimate.prompt_tokens:,}"
+        + (
+            f" (at most {estimate.prompt_tokens_max:,})"
+            if estimate.prompt_tokens_max and estimate.prompt_tokens_max > estimate.prompt_tokens
+            else ""
+        )
+        + " (system message "
         f"{estimate.system_prompt_tokens:,} per request), completion "
         f"{estimate.completion_tokens:,} expected, at most {estimate.completion_tokens_max:,}",
     ]

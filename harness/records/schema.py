@@ -41,6 +41,29 @@ UNSCORED_STATUSES = ("provider_error", "filled")
 """Statuses that carry no score: the provider failed, or the turn was filled without a call."""
 
 
+class SampleRecord(BaseModel):
+    """One sample of a turn drawn under a voting strategy (its reply text is not kept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: int
+    """Sample index within the turn, from 0 (its seed derives from it)."""
+    seed: int
+    """The sampling seed it was requested with."""
+    status: ParseStatus
+    """Parse status of its reply."""
+    answer: int | None = None
+    """Its parsed answer."""
+    red_flag: Literal["overlong", "format"] | None = None
+    """Why it was discarded before voting, if it was."""
+    usage: Usage = Field(default_factory=Usage)
+    """Its tokens."""
+    cache_hit: bool = False
+    """True when the response cache answered it."""
+    finish_reason: str | None = None
+    """Why its generation stopped."""
+
+
 class TurnRecord(BaseModel):
     """One finished turn of one episode."""
 
@@ -101,7 +124,19 @@ class TurnRecord(BaseModel):
     sample_answers: list[int | None] | None = None
     """Parsed answer of every sample when several were drawn (majority vote)."""
     agreement: float | None = None
-    """Share of samples that gave the majority answer."""
+    """Share of the valid votes that gave the winning answer."""
+    n_samples: int = 1
+    """Samples drawn for this turn, red-flagged ones included (``usage`` sums them all)."""
+    red_flags: int = 0
+    """Samples discarded before voting (overlong or unparseable under ``strategy.red_flag``)."""
+    capped: bool = False
+    """``strategy.max_samples`` was reached before the strategy decided (plurality taken)."""
+    vote_margin: int | None = None
+    """Votes of the winning answer minus those of the runner-up (None: a single sample)."""
+    vote_counts: list[tuple[int | None, int]] | None = None
+    """Valid votes per answer, most first (None is "no parseable answer")."""
+    samples: list[SampleRecord] | None = None
+    """Every sample of a voting strategy; None for a single sample."""
 
     @property
     def outcome(self) -> Outcome:

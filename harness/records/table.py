@@ -60,6 +60,8 @@ SCHEMA = pa.schema(
         ("cache_hit", pa.bool_()),
         ("filled", pa.bool_()),
         ("model_id", pa.string()),
+        *((name, pa.int64()) for name in ("n_samples", "red_flags", "vote_margin")),
+        ("capped", pa.bool_()),
     ]
 )
 """The record fields read; the reader skips every other one (replies, reasoning, keys)."""
@@ -106,6 +108,14 @@ class RecordTable:
     """Index into ``retry_reason_dicts``; -1 where a record's ``retry_reasons`` is empty."""
     retry_reason_dicts: tuple[dict[str, int], ...]
     """The non-empty ``retry_reasons`` of the records, in file order."""
+    n_samples: np.ndarray
+    """Samples drawn per turn (1 for records written before strategies existed)."""
+    red_flags: np.ndarray
+    """Samples discarded before voting."""
+    vote_margin: np.ndarray
+    """Winner's votes minus the runner-up's; -1 where the record has none."""
+    capped: np.ndarray
+    """The turn reached ``strategy.max_samples`` undecided."""
 
     def __len__(self) -> int:
         return int(self.episode.size)
@@ -145,6 +155,12 @@ class RecordTable:
                 {row: r.retry_reasons for row, r in enumerate(records) if r.retry_reasons},
                 len(records),
             ),
+            n_samples=column([r.n_samples for r in records], np.int64),
+            red_flags=column([r.red_flags for r in records], np.int64),
+            vote_margin=column(
+                [-1 if r.vote_margin is None else r.vote_margin for r in records], np.int64
+            ),
+            capped=column([r.capped for r in records], bool),
         )
 
     def take(self, rows: np.ndarray) -> RecordTable:
@@ -365,6 +381,10 @@ def _columns(table: pa.Table, reasons: dict[int, dict[str, int]]) -> RecordTable
         model_id=_numpy(models.indices.fill_null(-1), np.int32),
         model_ids=tuple(models.dictionary.to_pylist()),
         **_sparse(reasons, table.num_rows),
+        n_samples=_numpy(table.column("n_samples").fill_null(1), np.int64),
+        red_flags=_numpy(table.column("red_flags").fill_null(0), np.int64),
+        vote_margin=_numpy(table.column("vote_margin").fill_null(-1), np.int64),
+        capped=_numpy(table.column("capped").fill_null(False), bool),
     )
 
 

@@ -30,7 +30,16 @@ from harness.report.run_figures import (
     summary_series,
 )
 
-VARYING_FIELDS = ("model", "mode", "k", "history", "rate", "window", "votes", "target_turn")
+VARYING_FIELDS = (
+    "model",
+    "mode",
+    "k",
+    "history",
+    "rate",
+    "window",
+    "strategy",
+    "target_turn",
+)
 """Config columns of the sweep table that can tell runs apart in a legend."""
 
 
@@ -181,11 +190,13 @@ def sweep_figures(
         ("k", "horizon_vs_k.png", "turn complexity K (keys per turn)", "Horizon vs K"),
         ("votes", "horizon_vs_votes.png", "samples per turn (majority vote)", "Horizon vs votes"),
     ):
-        if own[x].nunique() > 1:
+        # A race's single request per vote is not "votes=1": only voting runs share the axis.
+        runs = own if x != "votes" else own[~own["strategy"].str.startswith("ahead_by_k")]
+        if runs[x].nunique() > 1:
             figure, ax = _figure()
             plot_points(
                 ax,
-                _series_by_model(own, x, "horizon_steps", "horizon_lo", "horizon_hi"),
+                _series_by_model(runs, x, "horizon_steps", "horizon_lo", "horizon_hi"),
                 xlabel=xlabel,
                 ylabel="horizon H_s (steps), 95% CI",
                 title=title,

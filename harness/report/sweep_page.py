@@ -14,6 +14,12 @@ from harness.economics.costs import pareto_frontier
 from harness.files import atomic_write_json, atomic_write_text
 from harness.records.manifest import read_manifest
 from harness.report.failure_figures import write_categories_per_run
+from harness.report.horizon_per_dollar import (
+    FIGURE_NAME,
+    horizon_per_dollar_table,
+    plot_horizon_per_dollar,
+    wanted,
+)
 from harness.report.html import STYLE, data_uri, esc, frame_table
 from harness.report.survival_section import self_conditioning_table
 from harness.report.sweep_figures import run_labels, sweep_figures
@@ -30,6 +36,7 @@ SHOWN_COLUMNS = [
     "rate",
     "window",
     "votes",
+    "strategy",
     "status",
     "horizon_steps",
     "horizon_lo",
@@ -99,6 +106,15 @@ def write_sweep_report(root: Path) -> list[Path]:
     figures += write_categories_per_run(
         run_labels(table), runs, [summaries[run] for run in runs], out_dir
     )
+    per_dollar = horizon_per_dollar_table(table) if wanted(table) else None
+    if per_dollar is not None and len(per_dollar):
+        per_dollar_path = out_dir / "horizon_per_dollar.md"
+        per_dollar_path.write_text(per_dollar.to_markdown(index=False) + "\n", encoding="utf-8")
+        paths.append(per_dollar_path)
+        extra_tables.append(
+            ("Horizon per dollar (Pareto frontier across models and strategies)", per_dollar)
+        )
+        figures.append(plot_horizon_per_dollar(per_dollar, out_dir / FIGURE_NAME))
     paths += figures
     page = out_dir / PAGE
     simulated = bool(table["simulated"].any())

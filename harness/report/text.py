@@ -89,6 +89,21 @@ def cost_line(summary: RunSummary) -> str:
     return line
 
 
+def strategy_lines(summary: RunSummary) -> list[str]:
+    """One line on what a voting strategy drew; nothing for a plain single-sample run."""
+    block = summary.strategy
+    if block is None or block.samples_per_turn.mean is None:
+        return []
+    per_turn = block.samples_per_turn
+    if block.name == "single" and per_turn.max == 1:
+        return []
+    return [
+        f"strategy   {block.label}: {per_turn.mean:.2f} samples per turn (p95 {per_turn.p95:g}), "
+        f"red flags {100 * (block.red_flag_rate or 0):.1f}%, capped turns {block.capped_turns}, "
+        f"mean vote margin {fmt(block.vote_margin.mean, 2)}"
+    ]
+
+
 def format_table(summary: RunSummary, run_dir: Path, report_turns: Sequence[int]) -> str:
     """A short human-readable account of a run, printed when it ends."""
     label = summary.model + ("  [SIMULATED executor, not a model]" if summary.simulated else "")
@@ -128,6 +143,7 @@ def format_table(summary: RunSummary, run_dir: Path, report_turns: Sequence[int]
     )
     lines += [
         "",
+        *strategy_lines(summary),
         f"errors     format {summary.format_errors}, provider {summary.provider_errors}, "
         f"context exceeded {summary.context_exceeded}, retries {summary.retries}",
         *taxonomy_lines(summary, shown_turns),

@@ -9,7 +9,6 @@ is re-run on resume; a fatal error (bad key, unknown model) stops the whole run 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.config import StopConfig
+from harness.config import StopConfig, StrategyConfig
 from harness.economics.budget import Budget
 from harness.records.schema import (
     UNSCORED_STATUSES,
@@ -32,9 +31,9 @@ from harness.records.schema import (
 from harness.run.conversation import Conversation
 from harness.run.history import HistoryPolicy, Shown
 from harness.run.stopping import decided_length, horizon_decided
-from harness.run.voting import majority_answer, sample_n
-from providers.base import REQUEST_TAG, ChatResult, FatalProviderError, Provider, Sampling
-from tasks.parsing import ParsedReply, parse_reply, strip_reasoning
+from harness.run.strategies import draw_turn, sample_seed
+from providers.base import REQUEST_TAG, FatalProviderError, Provider, Sampling
+from tasks.parsing import ParsedReply, strip_reasoning
 from tasks.prompts import system_prompt
 from tasks.taskset import TaskSet
 
@@ -61,9 +60,8 @@ class RunProgress:
 
 
 def request_seed(run_seed: int, episode: int, turn: int) -> int:
-    """A per-request sampling seed that does not depend on scheduling order."""
-    digest = hashlib.blake2b(f"{run_seed}:{episode}:{turn}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+    """A per-request sampling seed that does not depend on scheduling order (sample 0)."""
+    return sample_seed(run_seed, episode, turn, 0)
 
 
 def finished_turns(records: list[TurnRecord]) -> dict[int, list[TurnRecord]]:
@@ -87,32 +85,6 @@ CAP_MARGIN = 1.25
 """Episodes run this much past the length where task accuracy is surely below s."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The reply of one turn after voting: what is scored and what the history may show."""
-
-    parsed: ParsedReply
-    content: str
-    sample_answers: list[int | None] | None = None
-    agreement: float | None = None
-
-
-def choose_reply(result: ChatResult, rng_seed: int) -> Reply:
-    """Parse the reply; with several samples, keep the sample that gave the majority answer."""
-    if len(result.samples) <= 1:
-        return Reply(parsed=parse_reply(result.content), content=result.content)
-    parsed = [parse_reply(sample) for sample in result.samples]
-    answers = [p.answer for p in parsed]
-    winner, agreement = majority_answer(answers, np.random.default_rng(rng_seed))
-    index = answers.index(winner) if winner is not None else 0
-    return Reply(
-        parsed=parsed[index],
-        content=result.samples[index],
-        sample_answers=answers,
-        agreement=agreement,
-    )
-
-
 class Runner:
     """Schedules episodes and writes their records; see the module docstring."""
 
@@ -132,6 +104,7 @@ class Runner:
         stop: StopConfig | None = None,
         s: float = 0.5,
         decision_seed: int = 0,
+        strategy: StrategyConfig | None = None,
         on_turn: Callable[[TurnRecord, RunProgress], None] | None = None,
         episodes: Sequence[int] | None = None,
         read_from: Path | None = None,
@@ -154,6 +127,7 @@ class Runner:
         self.on_turn = on_turn
         self.budget = budget or Budget()
         self.stop_config = stop or StopConfig()
+        self.strategy = strategy or StrategyConfig()
         self.s = s
         """Success threshold that ``stop.when_decided`` decides the horizon at."""
         # index correctness of finished episodes, for stop.when_decided
@@ -332,11 +306,15 @@ class Runner:
                 records.append(record)
                 continue
             messages = conversation.ask(keys)
-            seed = request_seed(self.run_seed, episode, turn)
-            REQUEST_TAG.set((episode, turn))  # names the request's line in a batch file
-            result = await sample_n(
-                self.provider, messages, self.sampling.model_copy(update={"seed": seed})
+            REQUEST_TAG.set((episode, turn))  # names the requests' lines in a batch file
+            draw = await draw_turn(
+                self.provider,
+                messages,
+                self.sampling,
+                self.strategy,
+                lambda i, e=episode, t=turn: sample_seed(self.run_seed, e, t, i),
             )
+            result = draw.combined()
             reasoning, _ = clip(result.reasoning)
             call = dict(
                 usage=result.usage,
@@ -360,23 +338,20 @@ class Runner:
                 if result.outcome == "provider_error":
                     return  # not finished: a resume re-runs it
                 break
-            reply = choose_reply(result, seed)
-            shown: Shown = self.policy.shown(
-                episode, turn, common["truth"], reply.parsed, keys, values
-            )
-            stored, length = clip(reply.content)
+            parsed = draw.winner.parsed  # type: ignore[union-attr]  # no failure: a winner
+            shown: Shown = self.policy.shown(episode, turn, common["truth"], parsed, keys, values)
+            stored, length = clip(result.content)
             record = TurnRecord(
                 **common,
                 **call,
-                status=reply.parsed.status,
-                answer=reply.parsed.answer,
+                status=parsed.status,
+                answer=parsed.answer,
                 reply=stored,
                 reply_chars=length,
                 shown=shown.value,
                 shown_text=shown.text if shown.written else None,
                 injected=shown.injected,
-                sample_answers=reply.sample_answers,
-                agreement=reply.agreement,
+                **draw.record_fields(),
             )
             self._emit(writer, record)
             records.append(record)

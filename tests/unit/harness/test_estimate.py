@@ -40,7 +40,7 @@ def estimate(overrides, price=PRICE):
         ["history.window=2"],
         ["history=healed", "history.target_turn=20"],
         ["history=injected", "history.rate=0.5", "history.window=5", "history.target_turn=10"],
-        ["task.k=3", "run.votes=3"],
+        ["task.k=3", "strategy=majority", "strategy.n=3"],
         ["task.mode=cot", "task.k=2", "history=injected", "history.rate=0.5"],
         ["task.mode=cot", "task.k=2", "history=healed", "history.target_turn=20"],
     ],
@@ -49,7 +49,7 @@ def estimate(overrides, price=PRICE):
         "window2",
         "target_turn",
         "injected_window_target",
-        "k3_votes3",
+        "k3_majority3",
         "cot_injected",
         "cot_healed_target",
     ],
@@ -65,12 +65,24 @@ async def test_estimate_agrees_with_the_usage_of_a_real_run(tmp_path, monkeypatc
     called = [r for r in read_records(tmp_path) if not r.filled]
     prompt = sum(r.usage.prompt_tokens for r in called)
     completion = sum(r.usage.completion_tokens for r in called)
-    assert predicted.requests == len(called)
+    samples = config.strategy.n if config.strategy.name == "majority" else 1
+    assert predicted.requests == sum(r.n_samples for r in called) == len(called) * samples
     assert predicted.prompt_tokens == pytest.approx(prompt, rel=0.15)
     assert predicted.completion_tokens == pytest.approx(completion, rel=0.15)
-    assert predicted.completion_tokens_max == len(called) * config.model.max_tokens * (
-        config.run.votes
-    )
+    assert predicted.completion_tokens_max == len(called) * config.model.max_tokens * samples
+
+
+async def test_ahead_by_k_estimate_spans_k_to_max_samples_per_turn(tmp_path, monkeypatch):
+    """Expected figures assume k agreeing samples (a lower bound); the _max ones the cap."""
+    monkeypatch.setattr("harness.pipeline.write_run_report", skip_report)
+    config, predicted = estimate(["strategy=ahead_by_k", "strategy.k=2", "model.p=0.7"])
+    await execute(config, tmp_path)
+    called = [r for r in read_records(tmp_path) if not r.filled]
+    prompt = sum(r.usage.prompt_tokens for r in called)
+    assert predicted.samples_per_turn == (2, config.strategy.max_samples)
+    assert predicted.requests == 2 * len(called) < sum(r.n_samples for r in called)
+    assert predicted.prompt_tokens < prompt < predicted.prompt_tokens_max
+    assert any("at most 32" in note for note in predicted.notes)
 
 
 def test_full_history_grows_quadratically_and_a_window_linearly():
@@ -93,11 +105,11 @@ def test_per_turn_prompts_grow_by_one_exchange_and_skip_filled_turns():
     assert target.prompt_tokens_per_turn[19] == pytest.approx(full.prompt_tokens_per_turn[19])
 
 
-def test_votes_multiply_completion_but_not_prompt():
+def test_every_vote_is_a_request_that_resends_the_prompt():
     _, one = estimate([])
-    _, five = estimate(["run.votes=5"])
-    assert five.requests == one.requests
-    assert five.prompt_tokens == one.prompt_tokens
+    _, five = estimate(["strategy=majority", "strategy.n=5"])
+    assert five.requests == 5 * one.requests
+    assert five.prompt_tokens == pytest.approx(5 * one.prompt_tokens, abs=5)
     assert five.completion_tokens == pytest.approx(5 * one.completion_tokens, abs=5)
     assert five.completion_tokens_max == 5 * one.completion_tokens_max
     assert five.cost_usd > one.cost_usd

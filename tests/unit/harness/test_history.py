@@ -80,22 +80,6 @@ async def test_window_sends_only_the_last_n_exchanges_and_the_dictionary(tmp_pat
     assert all(r[0].role == "system" and "DICTIONARY" in r[0].content for r in provider.requests)
 
 
-async def test_majority_answer_goes_into_the_history(tmp_path):
-    def three_samples(messages, sampling):
-        assert sampling.n == 3
-        samples = [format_answer(7), "no idea", format_answer(7)]
-        return ChatResult(content=samples[1], samples=samples)
-
-    provider = ScriptedProvider(three_samples)
-    runner, _ = runner_for(tmp_path, provider, samples=1, turns=3, sampling=Sampling(n=3))
-    await runner.run()
-    records = read_records(tmp_path)
-    assert all(r.answer == 7 and r.agreement == pytest.approx(2 / 3) for r in records)
-    assert records[0].sample_answers == [7, None, 7]
-    assistant = [m.content for m in provider.requests[-1] if m.role == "assistant"]
-    assert assistant == [format_answer(7)] * 2
-
-
 def test_majority_ties_are_broken_by_the_seeded_generator():
     picks = {majority_answer([1, 2, None], np.random.default_rng(s))[0] for s in range(20)}
     assert picks == {1, 2}
@@ -121,18 +105,3 @@ async def test_simulated_self_conditioning_matches_the_knob(tmp_path, rate):
     assert len(scored) == 400
     accuracy = np.mean([r.answer == r.base + r.delta for r in scored])
     assert accuracy == pytest.approx(p - slope * rate, abs=0.06)
-
-
-async def test_servers_that_ignore_n_are_topped_up_with_single_requests():
-    from harness.run.voting import sample_n
-
-    seen = []
-
-    def one_choice_only(messages, sampling):
-        seen.append((sampling.n, sampling.seed))
-        return ChatResult(content=format_answer(sampling.seed or 0))
-
-    result = await sample_n(ScriptedProvider(one_choice_only), [], Sampling(n=3, seed=5))
-    assert len(result.samples) == 3
-    assert seen[0] == (3, 5) and all(n == 1 for n, _ in seen[1:])
-    assert len({seed for _, seed in seen}) == 3  # each extra sample has its own seed

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from harness.config import StopConfig
+from harness.config import StopConfig, StrategyConfig
 from harness.records.schema import read_records
 from harness.run.history import HistoryPolicy
 from harness.run.runner import Runner
@@ -79,7 +79,8 @@ def run(tmp_path, backend, *, samples=5, turns=4, votes=1, stop=None, max_attemp
     runner = Runner(
         task_set=task_set,
         provider=provider,
-        sampling=Sampling(n=votes),
+        sampling=Sampling(),
+        strategy=StrategyConfig(name="majority", n=votes) if votes > 1 else StrategyConfig(),
         policy=HistoryPolicy(),
         run_dir=tmp_path,
         concurrency=samples,
@@ -133,14 +134,13 @@ async def test_a_batch_waits_for_every_open_episode_however_late_it_asks(tmp_pat
     ]
 
 
-async def test_extra_samples_of_a_vote_travel_together(tmp_path):
-    # The back-end ignores n (one choice), so the runner tops up with single requests.
+async def test_the_samples_of_a_vote_travel_together(tmp_path):
+    # Every sample of a majority vote is its own request, all drawn at once: one batch per
+    # turn holds every episode's three samples.
     backend = InProcessBackend(p=1.0)
     await run(tmp_path, backend, samples=3, turns=2, votes=3).run()
     assert [sorted(b) for b in backend.batches] == [
-        sorted(f"e{e}-t{t}-s{s}" for e in range(3) for s in samples)
-        for t in range(2)
-        for samples in ((0,), (1, 2))
+        sorted(f"e{e}-t{t}-s{s}" for e in range(3) for s in range(3)) for t in range(2)
     ]
     assert all(r.sample_answers and len(r.sample_answers) == 3 for r in read_records(tmp_path))
 
