@@ -24,6 +24,8 @@ from pydantic import (
 from providers.base import Sampling
 from providers.batching import BatchMode, BatchOptions
 from tasks.prompts import Mode
+from tasks.source import load_task_set
+from tasks.taskset import TaskSet
 from tasks.words import load_words
 
 
@@ -71,6 +73,23 @@ class TaskConfig(StrictModel):
                 f"task.dict_size: must be between 1 and {available} (got {self.dict_size})"
             )
         return self
+
+    def load(self) -> TaskSet:
+        """The task set these fields describe: generated, or imported from ``source``.
+
+        The same fields give the same task set on any machine (its fingerprint proves it), so
+        the pipeline builds it from the config and analysis rebuilds it from a manifest.
+        """
+        return load_task_set(
+            samples=self.samples,
+            turns=self.turns,
+            k=self.k,
+            dict_size=self.dict_size,
+            min_value=self.min_value,
+            max_value=self.max_value,
+            seed=self.seed,
+            source=self.source,
+        )
 
 
 class PriceConfig(StrictModel):

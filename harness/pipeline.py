@@ -33,24 +33,13 @@ from providers.base import Provider
 from providers.batching import create_batching
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
 from providers.registry import create_provider
-from tasks.source import load_task_set
 from tasks.taskset import TaskSet
 
 
 def make_task_set(config: RunConfig) -> TaskSet:
     """The task set of a config, with config errors phrased as one line."""
-    task = config.task
     try:
-        return load_task_set(
-            samples=task.samples,
-            turns=task.turns,
-            k=task.k,
-            dict_size=task.dict_size,
-            min_value=task.min_value,
-            max_value=task.max_value,
-            seed=task.seed,
-            source=task.source,
-        )
+        return config.task.load()
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -158,6 +147,22 @@ async def _checked(create: Callable[[], Provider]) -> Provider:
     return provider
 
 
+def with_cache(config: RunConfig, provider: Provider) -> Provider:
+    """The provider behind the response cache when the config turns it on.
+
+    Entries are keyed by the endpoint (provider kind, URL, model), so two servers serving
+    one model name never answer for each other.
+    """
+    if not config.cache.active(config.model.temperature):
+        return provider
+    endpoint = Endpoint(
+        provider=config.model.provider,
+        base_url=config.model.provider_options().get("base_url"),
+        label=provider.label,
+    )
+    return CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
+
+
 def run_price(config: RunConfig, run_dir: Path) -> PriceConfig | None:
     """The one price of a run: resolved when it starts, read back from its manifest after.
 
@@ -259,13 +264,7 @@ async def execute(
         else make_batch_provider(config, run_dir)
     )
     limit = adaptive_limit(config, provider, run_dir) if config.run.workers == 1 else None
-    if config.cache.active(config.model.temperature):
-        endpoint = Endpoint(
-            provider=config.model.provider,
-            base_url=config.model.provider_options().get("base_url"),
-            label=provider.label,
-        )
-        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
+    provider = with_cache(config, provider)
     label = config.model.label or provider.label
     if not resuming:
         write_manifest(
@@ -415,13 +414,7 @@ async def run_shard(
     shard_dir.mkdir(parents=True, exist_ok=True)
     provider = await make_provider(config)
     limit = adaptive_limit(config, provider, run_dir, worker=index)
-    if config.cache.active(config.model.temperature):
-        endpoint = Endpoint(
-            provider=config.model.provider,
-            base_url=config.model.provider_options().get("base_url"),
-            label=provider.label,
-        )
-        provider = CachedProvider(provider, ResponseCache(Path(config.cache.dir)), endpoint)
+    provider = with_cache(config, provider)
     price = run_price(config, run_dir)
     runner = make_runner(
         config,

@@ -34,7 +34,6 @@ from harness.config import TaskConfig
 from harness.records.manifest import Manifest
 from harness.records.schema import UNSCORED_STATUSES
 from harness.records.table import RecordTable
-from tasks.source import load_task_set
 from tasks.taskset import TaskSet
 
 Category = Literal[
@@ -329,17 +328,7 @@ def task_set_of(manifest: Manifest) -> TaskSet | str:
     set; its fingerprint must match the manifest's, or the values would be another run's.
     """
     try:
-        task = TaskConfig.model_validate(manifest.config["task"])
-        task_set = load_task_set(
-            samples=task.samples,
-            turns=task.turns,
-            k=task.k,
-            dict_size=task.dict_size,
-            min_value=task.min_value,
-            max_value=task.max_value,
-            seed=task.seed,
-            source=task.source,
-        )
+        task_set = TaskConfig.model_validate(manifest.config["task"]).load()
     except (KeyError, TypeError, ValueError, ValidationError, OSError) as exc:
         return f"the task set could not be rebuilt ({str(exc).splitlines()[0]})"
     if task_set.fingerprint != manifest.task_set.fingerprint:
