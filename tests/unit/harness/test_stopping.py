@@ -104,8 +104,10 @@ def test_horizon_is_decided_only_when_the_interval_is_narrow():
 
 async def test_when_decided_gives_the_horizon_of_a_full_run_of_the_same_episodes(tmp_path):
     """The simulated replies are a function of the conversation and the request seed, so a
-    full-length run of the episodes the early-stopped run started answers them identically;
-    the README promises the same H_s."""
+    full-length run of the episodes the early-stopped run started answers them identically.
+    The early run's episodes that were alive when it stopped are censored there (Kaplan-
+    Meier), so the two horizons agree within the interval, not to the digit: the bound is
+    half the full run's 95% interval (the issue asks for its whole width)."""
     common = [*SIM, "task.samples=1000", "task.turns=30", "run.concurrency=20"]
     config = compose_config(
         [*common, "stop.after_failure=true", "stop.when_decided=true",
@@ -119,7 +121,8 @@ async def test_when_decided_gives_the_horizon_of_a_full_run_of_the_same_episodes
     full = compose_config([*common, f"task.samples={len(started)}"])
     full_summary = await execute(full, tmp_path / "full")
     assert full_summary.status == "complete"
-    assert summary.horizon.steps == pytest.approx(full_summary.horizon.steps)
+    low, high = full_summary.horizon.ci95
+    assert abs(summary.horizon.steps - full_summary.horizon.steps) <= (high - low) / 2
 
 
 async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
