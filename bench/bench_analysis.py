@@ -114,8 +114,10 @@ def write_run(run_dir: Path, episodes: int) -> None:
                     f'"reasoning_tokens":0,"cached_tokens":0,"estimated":true}},'
                     f'"latency_s":0.0,"finish_reason":"stop","retries":{retries},'
                     f'"retry_reasons":{reasons},"cache_hit":false,"model_id":"{model}",'
-                    f'"error":null,"filled":false,"shown":{shown},"injected":false,'
-                    f'"sample_answers":null,"agreement":null}}\n'
+                    f'"error":null,"filled":false,"shown":{shown},"shown_text":null,'
+                    f'"injected":false,"sample_answers":null,"agreement":null,"n_samples":1,'
+                    f'"red_flags":0,"capped":false,"vote_margin":null,"vote_counts":null,'
+                    f'"samples":null}}\n'
                 )
             if e == 0:
                 for line in lines[:50]:  # the writer's exact format, or the bench is void

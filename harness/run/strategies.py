@@ -185,6 +185,8 @@ def _winner(
     counts = vote_counts(votes)
     if not valid:
         return None, counts
+    if len(valid) == 1:  # a lone vote wins whatever it says (and no tie needs breaking)
+        return valid[0], counts
     if strategy.name == "ahead_by_k" and lead(counts) >= strategy.k:
         answer = counts.most_common(1)[0][0]
     else:  # majority, single, or a capped race: the plurality answer, None never winning
@@ -216,17 +218,17 @@ async def draw_turn(
         if needed == 0 or room == 0:
             break
         first = len(samples)
-        indices = range(first, first + min(needed, room))
-        results = await asyncio.gather(
-            *(
-                provider.chat(messages, sampling.model_copy(update={"n": 1, "seed": seed_of(i)}))
-                for i in indices
-            )
-        )
-        for i, result in zip(indices, results, strict=True):
+        seeds = {i: seed_of(i) for i in range(first, first + min(needed, room))}
+        requests = [
+            provider.chat(messages, sampling.model_copy(update={"n": 1, "seed": seed}))
+            for seed in seeds.values()
+        ]
+        # One request (every single-sample turn) is awaited as it is: no task to schedule.
+        results = [await requests[0]] if len(requests) == 1 else await asyncio.gather(*requests)
+        for (i, seed), result in zip(seeds.items(), results, strict=True):
             parsed = parse_reply(result.content) if result.outcome == "ok" else _UNPARSED
             flag = red_flag(result, parsed, strategy) if result.outcome == "ok" else None
-            samples.append(Sample(i, seed_of(i), result, parsed, flag))
+            samples.append(Sample(i, seed, result, parsed, flag))
             batches.append(batch)
         batch += 1
         failure = next((s.result for s in samples if s.result.outcome != "ok"), None)
