@@ -1,6 +1,8 @@
 """Turn a run directory into its :class:`~harness.analysis.run_summary.RunSummary`.
 
-Reads only ``manifest.json``, ``turns.jsonl`` and ``sessions.jsonl``, so a summary can be
+Reads only what the run wrote: ``manifest.json``, ``turns.jsonl`` and ``sessions.jsonl``, plus
+the side files of the modes that write one (``concurrency.jsonl`` under
+``run.concurrency=auto``, ``batches/state.json`` under ``model.batch``). So a summary can be
 rebuilt at any time (``lhe-summarize DIR``), with a different ``s`` or bootstrap size too,
 without calling a model, and a rebuilt summary equals the one the run wrote.
 """
@@ -65,10 +67,9 @@ def summarize(
     resamples: int | None = None,
     seed: int | None = None,
 ) -> RunSummary:
-    """The summary of a run, from ``manifest.json``, ``turns.jsonl`` and ``sessions.jsonl``.
+    """The summary of a run, from the files the run wrote (see the module docstring).
 
-    It reads nothing else (not the previous ``summary.json``), so rebuilding a summary gives
-    the same file. Arguments override the manifest's metrics settings.
+    It never reads the previous ``summary.json``, so rebuilding a summary gives the same file. Arguments override the manifest's metrics settings.
     """
     manifest = read_manifest(run_dir)
     config = manifest.config
