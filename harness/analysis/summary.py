@@ -69,7 +69,8 @@ def summarize(
 ) -> RunSummary:
     """The summary of a run, from the files the run wrote (see the module docstring).
 
-    It never reads the previous ``summary.json``, so rebuilding a summary gives the same file. Arguments override the manifest's metrics settings.
+    It never reads the previous ``summary.json``, so rebuilding a summary gives the same file.
+    Arguments override the manifest's metrics settings.
     """
     manifest = read_manifest(run_dir)
     config = manifest.config
