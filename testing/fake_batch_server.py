@@ -27,12 +27,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import os
 import random
-import select
-import subprocess
-import sys
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -47,8 +42,7 @@ from testing.fake_server import (
     ServerOptions,
     _error,
     _json,
-    stop_process,
-    wait_until_ready,
+    launched_server,
 )
 
 
@@ -337,22 +331,15 @@ def running_batch_server(
                 str(value),
             ]
         )
-    command = [sys.executable, "-m", "testing.fake_batch_server", "--port", "0", *args]
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})}
-        )
-        try:
-            ready, _, _ = select.select([process.stdout], [], [], timeout)
-            line = process.stdout.readline().decode() if ready and process.stdout else ""
-            if "http://" not in line:
-                stderr.seek(0)
-                raise RuntimeError(f"batch server did not start: {stderr.read().decode()[-2000:]}")
-            base_url = line.split()[-1]
-            wait_until_ready(base_url.removesuffix("/v1") + "/stats", process, timeout)
-            yield RunningBatchServer(base_url=base_url, pid=process.pid)
-        finally:
-            stop_process(process)
+    args = ["--port", "0", *args]
+    with launched_server(
+        "testing.fake_batch_server",
+        args,
+        lambda url: url.removesuffix("/v1") + "/stats",
+        env,
+        timeout,
+    ) as (url, pid):
+        yield RunningBatchServer(base_url=url, pid=pid)
 
 
 if __name__ == "__main__":

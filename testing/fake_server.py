@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -440,7 +440,26 @@ def running_fake_server(
     key for ``api_key_env``), so a key never appears on a command line.
     """
     args = option_args(ServerOptions(**{"port": 0, **options}))
-    command = [sys.executable, "-m", "testing.fake_server", *args]
+    with launched_server(
+        "testing.fake_server", args, lambda url: url + "/models", env, timeout
+    ) as (url, pid):
+        yield RunningServer(base_url=url, pid=pid)
+
+
+@contextmanager
+def launched_server(
+    module: str,
+    args: list[str],
+    ready_url: Callable[[str], str],
+    env: dict[str, str] | None,
+    timeout: float,
+) -> Iterator[tuple[str, int]]:
+    """Run ``python -m module *args``, a server that prints its URL; stop it by pid on exit.
+
+    Yields (URL, pid) once ``ready_url(URL)`` answers. Every test server of this package
+    starts this way.
+    """
+    command = [sys.executable, "-m", module, *args]
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=stderr, env={**os.environ, **(env or {})}
@@ -450,10 +469,10 @@ def running_fake_server(
             line = process.stdout.readline().decode() if ready and process.stdout else ""
             if "http://" not in line:
                 stderr.seek(0)
-                raise RuntimeError(f"fake server did not start: {stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{module} did not start: {stderr.read().decode()[-2000:]}")
             base_url = line.split()[-1]
-            wait_until_ready(base_url + "/models", process, timeout)
-            yield RunningServer(base_url=base_url, pid=process.pid)
+            wait_until_ready(ready_url(base_url), process, timeout)
+            yield base_url, process.pid
         finally:
             stop_process(process)
 
