@@ -19,6 +19,7 @@ from harness.config import ConfigError, PriceConfig, RunConfig, describe_validat
 from harness.economics.budget import LEDGER_DIR, Budget, SweepLedger
 from harness.economics.costs import load_price_table, resolve_price, usage_cost
 from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
+from harness.event_loop import run_async
 from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
 from harness.records.schema import TurnRecord
 from harness.records.sessions import SessionRecord, SessionStatus, append_session
@@ -398,7 +399,7 @@ def run(
     config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
 ) -> RunSummary | RunEstimate:
     """Synchronous entry point."""
-    return asyncio.run(execute(config, run_dir, sweep_dir=sweep_dir))
+    return run_async(execute(config, run_dir, sweep_dir=sweep_dir))
 
 
 async def run_shard(

@@ -10,10 +10,10 @@ answered twice; ``--exit-code`` fails on purpose after writing nothing.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
+from harness.event_loop import run_async
 from providers.base import Message, Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
 
@@ -24,7 +24,7 @@ def answer(line: dict, simulated: SimulatedProvider) -> dict:
     messages = [Message(m["role"], m["content"]) for m in body["messages"]]
     fields = ("temperature", "top_p", "max_tokens", "seed", "n")
     sampling = Sampling(**{k: body[k] for k in fields if k in body})
-    result = asyncio.run(simulated.chat(messages, sampling))
+    result = run_async(simulated.chat(messages, sampling))
     texts = result.samples or [result.content]
     reply = {
         "id": f"cmpl-{line['custom_id']}",

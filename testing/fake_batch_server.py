@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from harness.event_loop import run_async
 from testing.fake_server import (
     FakeServer,
     Reply,
@@ -344,4 +345,4 @@ def running_batch_server(
 
 if __name__ == "__main__":
     with suppress(KeyboardInterrupt):
-        asyncio.run(serve(parse_options()))
+        run_async(serve(parse_options()))

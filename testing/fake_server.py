@@ -10,7 +10,9 @@ them by kind, for tests to compare with the retries the client recorded, and
 ``--log-requests FILE`` appends one line per chat request (its seed, n and a hash of its
 conversation), for tests that must prove a turn was never asked twice.
 
-Plain asyncio streams (stdlib only), so one process holds thousands of open connections.
+Plain asyncio streams, so one process holds thousands of open connections; on uvloop where
+it is installed (:mod:`harness.event_loop`), since its CPU counts whenever it shares the
+cores with the client under test.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from harness.event_loop import run_async
 from providers.base import Message, Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
 
@@ -479,4 +482,4 @@ def launched_server(
 
 if __name__ == "__main__":
     with suppress(KeyboardInterrupt):
-        asyncio.run(serve(parse_options()))
+        run_async(serve(parse_options()))

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
+from harness.event_loop import run_async
 from harness.records.schema import TURNS_FILE, drop_torn_tail
 from harness.run.runner import RunProgress
 
@@ -200,7 +201,7 @@ def _worker_main(
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
     try:
         config = RunConfig.model_validate_json(config_json)
-        progress, run_s = asyncio.run(work(config, Path(run_dir), index, workers))
+        progress, run_s = run_async(work(config, Path(run_dir), index, workers))
         pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
