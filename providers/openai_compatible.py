@@ -15,7 +15,6 @@ server echoes back, so it never reaches a record, a log line or an exception mes
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -27,7 +26,9 @@ from typing import Any
 
 import aiohttp
 import certifi
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from yarl import URL
 
 from providers import retry
 from providers.base import ChatResult, FatalProviderError, Message, Provider, Sampling, Usage
@@ -119,31 +120,20 @@ def build_request_body(
 
 
 def encode_body(body: dict[str, Any]) -> bytes:
-    """The request's bytes: compact UTF-8 JSON (the same bytes httpx's ``json=`` sends)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """The request's bytes: compact UTF-8 JSON, encoded by orjson.
 
-
-@functools.lru_cache(maxsize=1 << 16)
-def _message_json(message: Message) -> bytes:
-    return encode_body(message.as_dict())  # type: ignore[arg-type]
-
-
-def encode_request(
-    name: str, messages: list[Message], sampling: Sampling, *, send_seed: bool = True
-) -> bytes:
-    """``encode_body(build_request_body(...))``, with each message encoded once per run.
-
-    Every turn resends the whole conversation, and the system message (the dictionary) is
-    the same in every episode, so encoding the messages anew each time was most of the
-    request's JSON cost (50 us at turn 25). The bytes are identical, so are the fault and
-    latency draws of the test server, which hash them.
+    Every turn resends the whole conversation, so this runs over a growing body on every
+    request; orjson does it in about a third of the stdlib's time. The bytes are those of
+    ``json.dumps(body, ensure_ascii=False, separators=(",", ":"))`` (strings escaped alike,
+    non-string keys turned into strings) except floats that the stdlib writes with an
+    exponent (``1e-05``; orjson writes ``0.00001``) and NaN, which orjson writes as ``null``
+    where the stdlib would refuse it. What orjson cannot encode (integers beyond 64 bits)
+    goes through the stdlib instead of failing.
     """
-    if "messages" in sampling.extra_body:
-        return encode_body(build_request_body(name, messages, sampling, send_seed=send_seed))
-    head = encode_body(build_request_body(name, [], sampling, send_seed=send_seed))
-    joined = b",".join([_message_json(m) for m in messages])
-    # The first match is the key: a quote inside the model name would be escaped.
-    return head.replace(b'"messages":[]', b'"messages":[' + joined + b"]", 1)
+    try:
+        return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _int(value: Any) -> int:
@@ -256,7 +246,8 @@ class OpenAICompatibleProvider(Provider):
             ),
         )
         self._policy = config.retry_policy()
-        self._url = f"{config.base_url}/chat/completions"
+        # Parsed once: aiohttp parses a ``str`` URL anew on every request.
+        self._url = URL(f"{config.base_url}/chat/completions")
         self._limit: AdaptiveLimit | None = None
 
     def __repr__(self) -> str:
@@ -316,7 +307,7 @@ class OpenAICompatibleProvider(Provider):
                 self.config.name, messages, sampling, send_seed=self.config.send_seed
             )
         )
-        prompt_chars = sum(len(m.content) for m in messages)
+        prompt_chars = sum([len(m.content) for m in messages])
         reasons: Counter[str] = Counter()
         started = time.monotonic()
         try:
@@ -387,8 +378,8 @@ class OpenAICompatibleProvider(Provider):
                 reason="wrong_content_type",
             )
         try:
-            payload = json.loads(raw)
-        except ValueError:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             raise RetryableError("malformed", "reply body is not valid JSON") from None
         return parse_response(payload, prompt_chars=prompt_chars)
 

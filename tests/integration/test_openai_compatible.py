@@ -1,3 +1,4 @@
+import json
 import logging
 
 import pytest
@@ -10,7 +11,6 @@ from providers.openai_compatible import (
     build_request_body,
     create,
     encode_body,
-    encode_request,
     parse_response,
 )
 from providers.retry import RetryableError
@@ -53,17 +53,18 @@ def test_extra_body_is_merged_and_wins():
     ("name", "sampling"),
     [
         ("m", Sampling()),
-        ('we"ird "messages":[] név', Sampling(seed=3, n=2, stop=["</answer>"])),
+        ('we"ird \\ név', Sampling(seed=3, n=2, stop=["</answer>", "\n\n"])),
         ("m", Sampling(extra_body={"max_tokens": 9, "chat_template_kwargs": {"x": "ü"}})),
-        ("m", Sampling(extra_body={"messages": [{"role": "user", "content": "override"}]})),
-        ("m", Sampling(extra_body={"messages": []})),  # an override that looks like the slot
+        ("m", Sampling(extra_body={"logit_bias": {50256: -100}, "top_k": 2**70})),
     ],
 )
-def test_encoded_request_is_byte_for_byte_the_plain_encoding(name, sampling):
-    messages = [*MESSAGES, Message("assistant", 'say "<answer>5</answer>" ü'), MESSAGES[1]]
-    for _ in range(2):  # the second time from the message cache
-        plain = encode_body(build_request_body(name, messages, sampling, send_seed=True))
-        assert encode_request(name, messages, sampling, send_seed=True) == plain
+def test_wire_bytes_are_the_compact_stdlib_encoding(name, sampling):
+    # Every control character, quotes, backslashes, non-ASCII beyond the BMP, U+2028.
+    awkward = "".join(map(chr, range(32))) + '"\\/ é \u2028 \U0001f600 <answer>5</answer>'
+    messages = [*MESSAGES, Message("assistant", awkward), MESSAGES[1]]
+    body = build_request_body(name, messages, sampling)
+    expected = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode_body(body) == expected
 
 
 def _reply(message, **extra):
