@@ -17,6 +17,9 @@ from tasks.parsing import format_answer, parse_reply
         ("<think>maybe <answer>1</answer></think><answer>2</answer>", "ok", 2),
         ("reasoning only</think><answer>7</answer>", "ok", 7),
         ("<THINK>x</THINK><ANSWER>8</ANSWER>", "ok", 8),
+        # An answer inside reasoning the tags hide, whatever their case: the later one counts.
+        ("<Think><answer>1</answer></THINK><answer>2</answer>", "ok", 2),
+        ("<answer>1</answer> or not</think><answer>2</answer>", "ok", 2),
         ("42", "no_answer", None),
         ("", "no_answer", None),
         ("<answer>forty</answer>", "bad_format", None),
