@@ -16,6 +16,7 @@ the results.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from typing import Any, Literal
 
@@ -72,8 +73,18 @@ _OFFSETS = np.concatenate([np.arange(-99, 0), np.arange(1, 100)])
 """The wrong offsets ``wrong_values`` picks from."""
 
 
+# Every request re-reads the whole conversation (the fake server answers each turn anew), so
+# what repeats across requests is parsed once: the dictionary of the system message, and the
+# answer of each assistant message (a few hundred distinct ``<answer>N</answer>`` texts).
+@functools.lru_cache(maxsize=1 << 14)
 def _last_answer(content: str) -> int | None:
     return parse_reply(content).answer
+
+
+@functools.lru_cache(maxsize=16)
+def _dictionary(system_text: str) -> dict[str, int]:
+    """:func:`read_dictionary`, shared: callers only read it."""
+    return read_dictionary(system_text)
 
 
 class SimulatedProvider(Provider):
@@ -101,15 +112,12 @@ class SimulatedProvider(Provider):
     def _rng(self, messages: list[Message], salt: str) -> np.random.Generator:
         digest = hashlib.blake2b(digest_size=16)
         digest.update(f"{self.config.seed}|{salt}".encode())
-        for message in messages:
-            digest.update(message.role.encode())
-            digest.update(b"\x00")
-            digest.update(message.content.encode())
-            digest.update(b"\x01")
+        # One update of the whole text: the same bytes as one update per part, so the same seed.
+        digest.update("".join([f"{m.role}\x00{m.content}\x01" for m in messages]).encode())
         return np.random.default_rng(int.from_bytes(digest.digest(), "little"))
 
     def _answer(self, messages: list[Message], sampling: Sampling, replicate: int) -> str:
-        dictionary = read_dictionary(messages[0].content)
+        dictionary = _dictionary(messages[0].content)
         user_turns = [m for m in messages if m.role == "user"]
         assistant_turns = [m for m in messages if m.role == "assistant"]
         # Recompute the truth of every earlier turn to see how many shown answers are wrong.

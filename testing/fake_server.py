@@ -40,6 +40,7 @@ from http import HTTPStatus
 from typing import Any, TextIO
 
 import httpx
+import orjson
 
 from harness.event_loop import run_async
 from providers.base import Message, Sampling
@@ -238,7 +239,7 @@ class FakeServer:
 
     async def _accepted(self, raw: bytes, authorization: str) -> Reply:
         try:
-            request = json.loads(raw)
+            request = orjson.loads(raw)
             messages = [Message(m["role"], m["content"]) for m in request["messages"]]
             stop = request.get("stop") or []
             fields = ("temperature", "top_p", "max_tokens", "seed") + (
@@ -309,7 +310,7 @@ class FakeServer:
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.prompt_tokens + usage.completion_tokens,
             }
-        body = json.dumps(payload).encode()
+        body = orjson.dumps(payload)
         if fault == "big_body" and not self.options.big_body_in_content:
             body += b" " * max(size - len(body), 0)  # trailing whitespace keeps it valid JSON
         return Reply(200, body)
@@ -318,13 +319,14 @@ class FakeServer:
         """Serve HTTP/1.1 requests on one connection until either side closes it."""
         try:
             while True:
-                request_line = await reader.readline()
-                if not request_line.strip():
-                    break
-                method, target, _version = request_line.decode("latin-1").split()
+                # The whole head at once (one await, not one per line); EOF ends the loop.
+                request_line, *lines = (
+                    (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+                )
+                method, target, _version = request_line.split()
                 headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode("latin-1").partition(":")
+                for line in filter(None, lines):
+                    name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 reply = await self.handle(method, target.split("?")[0], headers, body)
@@ -340,7 +342,12 @@ class FakeServer:
                 await writer.drain()
                 if headers.get("connection", "").lower() == "close":
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+        except (
+            ConnectionError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+        ):
             pass
         finally:
             writer.close()
