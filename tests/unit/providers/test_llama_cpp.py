@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from harness.config import load_config
-from harness.pipeline import execute
+from harness.pipeline import run
 from harness.records.schema import read_records
 from providers.base import Message, MissingExtraError, Sampling
 from providers.local_models import (
@@ -245,7 +245,9 @@ async def test_context_overflow_is_a_result_not_an_exception():
 
 @needs_model
 @pytest.mark.slow
-async def test_pipeline_end_to_end_with_the_real_model(tmp_path):
+def test_pipeline_end_to_end_with_the_real_model(tmp_path):
+    # Through the synchronous entry point, so on the event loop runs use (uvloop where
+    # installed), with generation in a worker thread.
     config = load_config(
         {
             "model": {"provider": "llama_cpp", "max_tokens": 12, "n_ctx": 2048, **FAST},
@@ -255,7 +257,7 @@ async def test_pipeline_end_to_end_with_the_real_model(tmp_path):
             "metrics": {"bootstrap": 20},
         }
     )
-    summary = await execute(config, tmp_path)
+    summary = run(config, tmp_path)
     records = read_records(tmp_path)
     assert len(records) == 6
     assert {(r.episode, r.turn) for r in records} == {(e, t) for e in range(2) for t in range(3)}
