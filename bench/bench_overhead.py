@@ -34,6 +34,7 @@ import importlib
 import importlib.util
 import os
 import pstats
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -253,13 +254,24 @@ def main() -> None:
         rounds = [
             (i, n, loop) for i in range(args.repeat) for n in args.cases for loop in args.loop
         ]
+        per_turn: dict[tuple[str, str], list[float]] = {}
         for i, name, loop in rounds:
             cpu, wall, turns = measure(
                 name, work / f"{name}-{loop}-{i}", args.episodes, args.turns, loop
             )
-            per_turn = 1000 * cpu / turns
-            verdict = "met" if per_turn <= (0.4 if name == "http" else 1) else "MISSED"
-            print(f"{name:<10} {loop:<8} {per_turn:>12.3f} {turns / wall:>9.0f} {verdict:>13}")
+            per_turn.setdefault((name, loop), []).append(1000 * cpu / turns)
+            ms = per_turn[name, loop][-1]
+            print(f"{name:<10} {loop:<8} {ms:>12.3f} {turns / wall:>9.0f} {verdict(name, ms):>13}")
+        if args.repeat > 1:
+            print(f"median of {args.repeat} rounds (load average {os.getloadavg()[0]:.1f} after):")
+            for (name, loop), values in per_turn.items():
+                ms = statistics.median(values)
+                print(f"{name:<10} {loop:<8} {ms:>12.3f} {'':>9} {verdict(name, ms):>13}")
+
+
+def verdict(case: str, ms_per_turn: float) -> str:
+    """Against the targets: at most 0.4 ms per HTTP request, under 1 ms per turn otherwise."""
+    return "met" if ms_per_turn <= (0.4 if case == "http" else 1) else "MISSED"
 
 
 if __name__ == "__main__":
