@@ -1,10 +1,11 @@
 import asyncio
+import gc
 import signal
 import sys
 
 import pytest
 
-from harness.event_loop import loop_name, run_async
+from harness.event_loop import YOUNG_GC_THRESHOLD, loop_name, run_async
 
 
 async def _loop_module() -> str:
@@ -37,3 +38,19 @@ def test_signal_handlers_and_threads_work_on_either_loop(loop):
         return await got, await asyncio.to_thread(lambda: "thread")
 
     assert run_async(main(), loop=loop) == ("signal", "thread")
+
+
+@pytest.fixture
+def cpython_gc_thresholds():
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # CPython's defaults, whatever ran before
+    yield
+    gc.set_threshold(*saved)
+
+
+def test_young_generation_is_collected_less_often_while_the_loop_runs(cpython_gc_thresholds):
+    async def thresholds() -> tuple[int, ...]:
+        return gc.get_threshold()
+
+    assert run_async(thresholds()) == (YOUNG_GC_THRESHOLD, 10, 10)
+    assert gc.get_threshold() == (700, 10, 10)
