@@ -11,7 +11,6 @@ Kaplan-Meier) is computed from the same records beside it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import json
@@ -25,6 +24,7 @@ from harness.analysis.metrics import column_means, score_matrices
 from harness.analysis.statistics import crossing_points
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
+from harness.event_loop import run_async
 from harness.pipeline import execute
 from harness.records.schema import TURNS_FILE
 from harness.records.table import read_table
@@ -58,7 +58,7 @@ def main() -> None:
         overrides = ["model=simulated", "model.p=0.95", f"task.turns={TURNS}",
                      f"task.samples={EPISODES}", "run.progress=false"]  # fmt: skip
         with contextlib.redirect_stdout(io.StringIO()):
-            asyncio.run(execute(compose_config(overrides), complete))
+            run_async(execute(compose_config(overrides), complete))
         rng = np.random.default_rng(11)
         cases = {
             "complete": complete,

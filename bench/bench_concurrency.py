@@ -49,6 +49,7 @@ from pathlib import Path
 import providers.openai_compatible as adapter
 from harness.cli import compose_config
 from harness.config import RunConfig
+from harness.event_loop import run_async
 from harness.pipeline import execute, make_task_set
 from harness.records.schema import read_records
 from harness.run.conversation import Conversation
@@ -154,7 +155,7 @@ def run_pipeline(run_dir: Path, workers: int = 1) -> Outcome:
         config = compose(server.base_url, workers)
         cpu = process_cpu(server.pid)
         with timed_runner(outcome), contextlib.redirect_stdout(io.StringIO()):
-            summary = asyncio.run(execute(config, run_dir))
+            summary = run_async(execute(config, run_dir))
         outcome.server_cpu = process_cpu(server.pid) - cpu
     if summary.turns_scored != EPISODES * TURNS:
         raise RuntimeError(f"{run_dir.name}: only {summary.turns_scored} turns scored")

@@ -20,7 +20,6 @@ first, to check that a common default (1024) does not turn into connection failu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import io
@@ -119,6 +118,7 @@ def child(base_url: str, concurrency: int, nofile: int | None) -> Row:
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
     from harness.cli import compose_config
+    from harness.event_loop import run_async
     from harness.pipeline import execute
     from harness.run.runner import Runner
 
@@ -154,7 +154,7 @@ def child(base_url: str, concurrency: int, nofile: int | None) -> Row:
         before, rss_before = fd_targets(), rss_mb()
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
             started = time.perf_counter()
-            summary = asyncio.run(execute(config, Path(tmp) / "run"))
+            summary = run_async(execute(config, Path(tmp) / "run"))
             wall = time.perf_counter() - started
         gc.collect()
         after = fd_targets()

@@ -23,7 +23,6 @@ throughput with at most 5% of requests answered 429. The cores are shared with o
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import io
 import os
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from harness.cli import compose_config
+from harness.event_loop import run_async
 from harness.pipeline import execute
 from harness.run.runner import Runner
 from providers.concurrency import read_limit_log
@@ -68,7 +68,7 @@ def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path) -> dict:
         Runner.run = timed  # type: ignore[method-assign]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
-                summary = asyncio.run(execute(config, run_dir))
+                summary = run_async(execute(config, run_dir))
         finally:
             Runner.run = original  # type: ignore[method-assign]
         stats = server.stats()
