@@ -144,6 +144,7 @@ async def test_a_bound_seen_through_a_reply_in_transit_is_not_probed_again_at_on
     endpoint.holding = 0
     clock.now = 1.5  # the pause has passed, the probe interval (20 x the pause) has not
     for _ in range(50):  # rounds of replies at whatever the limit allows
+        clock.now = max(clock.now, limit.paused_until)  # wait out any new pause
         opened = await open_slots(limit, limit.limit)
         accepted = [pair for pair in opened if endpoint.admit()]
         for pair in opened:
