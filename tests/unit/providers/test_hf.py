@@ -189,7 +189,7 @@ class TestRealModel:
         # The spy does see the model run when a prompt fits (one token).
         fits = await provider.chat(dict_sum_messages(1), Sampling(max_tokens=1, seed=0))
         assert fits.outcome == "ok", fits.error
-        assert runs
+        assert runs[0] == prompt_tokens(provider, dict_sum_messages(1))
 
     async def test_parallel_requests_both_complete_one_at_a_time(self, provider, monkeypatch):
         active = 0
