@@ -16,35 +16,130 @@ timings aside). ``run.concurrency`` (or ``concurrency_min``/``_max``) is split b
 workers, so the run as a whole keeps the configured number in flight.
 
 Signals: workers leave the terminal's process group, so Ctrl-C reaches the parent only; it
-passes each signal on to every worker by pid (first: finish the turns in flight; second:
-drop them), and the records on disk stay whole turns.
+passes each signal on to every worker by pid as what it means: the first as
+:data:`STOP_SIGNAL` (finish the turns in flight), a second as :data:`ABORT_SIGNAL` (drop
+them). Two signals, not one sent twice, because the kernel merges a signal that arrives
+while the same one is still pending, and a worker must not take a quick double Ctrl-C for a
+single one. A worker blocks both from its first line until its runner's handlers are in
+place (:class:`WorkerChannel`), so a signal during its start-up waits instead of killing
+it. Either way the records on disk stay whole turns.
+
+Progress: each worker keeps the counts of the progress line for its shard in a small
+shared-memory struct (a few stores per turn, no message to the parent); the parent reads
+the structs twice a second and draws their sum in the one-process format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import math
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
-from harness.records.schema import TURNS_FILE, drop_torn_tail
-from harness.run.runner import RunProgress
+from harness.records.schema import TURNS_FILE, TurnRecord, drop_torn_tail
+from harness.run.progress import REFRESH_SECONDS, EpisodeTally, ProgressCounts, ProgressLine
+from harness.run.runner import Runner, RunProgress
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
+STOP_SIGNAL = signal.SIGTERM
+"""Parent to worker: start no new turn, finish and record those in flight."""
+ABORT_SIGNAL = signal.SIGUSR1
+"""Parent to worker: drop the turns in flight (a resume asks them again)."""
+FORWARDED = frozenset({STOP_SIGNAL, ABORT_SIGNAL})
 
 
-ShardWork = Callable[[RunConfig, Path, int, int], Awaitable[tuple[RunProgress, float]]]
-"""One worker's run: (config, run dir, worker index, workers) -> (progress, run seconds)."""
+_CTYPES = {"int": ctypes.c_int64, "float": ctypes.c_double, "bool": ctypes.c_bool}
+
+
+class SharedCounts(ctypes.Structure):
+    """One worker's :class:`ProgressCounts` in shared memory: the worker writes, the parent reads.
+
+    A torn read across two fields only blurs one redraw; the last read comes after the
+    worker exited.
+    """
+
+    _fields_ = [(f.name, _CTYPES[str(f.type)]) for f in dataclasses.fields(ProgressCounts)]
+
+
+def read_counts(shared: SharedCounts) -> ProgressCounts:
+    """The counts a worker last wrote."""
+    return ProgressCounts(**{name: getattr(shared, name) for name, _ in shared._fields_})
+
+
+class WorkerChannel:
+    """A worker's side of its parent: the parent's signals in, progress counts out.
+
+    :meth:`hold_signals` blocks the parent's two signals before the worker does anything
+    else, and threads started later inherit the block, so the kernel keeps a signal pending
+    while the worker starts up (rather than kill it by the default action) and delivers it
+    to the main thread once :meth:`attached` has the runner's handlers in place; after the
+    runner is done they are blocked again until the process exits, and nothing is in flight.
+    """
+
+    def __init__(self, index: int, workers: int, counts: SharedCounts) -> None:
+        self.index = index
+        self.workers = workers
+        self.counts = counts
+        self.tally = EpisodeTally()
+        self._runner: Runner | None = None
+
+    @staticmethod
+    def hold_signals() -> None:
+        """Block :data:`STOP_SIGNAL` and :data:`ABORT_SIGNAL` (pending until attached)."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+
+    @contextmanager
+    def attached(self, runner: Runner) -> Iterator[None]:
+        """Route the parent's signals to ``runner`` while it runs (call in its event loop)."""
+        self._runner = runner
+        loop = asyncio.get_running_loop()
+        for sig in FORWARDED:
+            loop.add_signal_handler(sig, self._apply, sig)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # one held since start-up lands
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+            for sig in FORWARDED:
+                loop.remove_signal_handler(sig)
+            self._publish(runner.progress)
+
+    def _apply(self, sig: signal.Signals) -> None:
+        runner = self._runner
+        assert runner is not None  # only called while attached
+        runner.stop(f"signal {sig.name}")
+        if sig == ABORT_SIGNAL:
+            runner.abort()
+        what = "dropping" if sig == ABORT_SIGNAL else "finishing"
+        print(f"lhe: worker {self.index}: {what} its turns in flight", file=sys.stderr, flush=True)
+
+    def on_turn(self, record: TurnRecord, progress: RunProgress) -> None:
+        """The runner's ``on_turn`` hook: count the turn and publish the new counts."""
+        self.tally.add(record)
+        self._publish(progress)
+
+    def _publish(self, progress: RunProgress) -> None:
+        if self._runner is None:
+            return
+        counts = self.tally.counts(progress, self._runner.budget)
+        for name, _ in self.counts._fields_:
+            setattr(self.counts, name, getattr(counts, name))
+
+
+ShardWork = Callable[[RunConfig, Path, WorkerChannel], Awaitable[tuple[RunProgress, float]]]
+"""One worker's run: (config, run dir, its channel) -> (progress, run seconds)."""
 
 
 def shard_episodes(samples: int, workers: int, index: int) -> list[int]:
@@ -121,15 +216,24 @@ def _context() -> multiprocessing.context.BaseContext:
 class ShardedRunner:
     """Runs a config's episodes in ``run.workers`` processes; the interface of ``Runner``."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, work: ShardWork) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        work: ShardWork,
+        progress_line: ProgressLine | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.work = work
         """What one worker process runs (``harness.pipeline.run_shard``): passed in, so this
         module needs nothing from the pipeline that wires it."""
+        self.progress_line = progress_line
+        """Where the whole run's progress is drawn (``None``: not at all)."""
         self.workers = config.run.workers
         self.progress = RunProgress(episodes_total=config.task.samples)
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._counts: list[SharedCounts] = []
         self.worker_cpu: list[float] = []
         """CPU seconds of each worker process, once they are done (for benchmarks)."""
         self.worker_run_s: list[float] = []
@@ -141,20 +245,28 @@ class ShardedRunner:
         context = _context()
         shard_config = worker_config(self.config, self.workers).model_dump_json()
         pipes = []
-        for index in range(self.workers):
+        workers = self.workers
+        for index in range(workers):
             receive, send = context.Pipe(duplex=False)
+            counts = context.RawValue(SharedCounts)
             process = context.Process(
                 target=_worker_main,
-                args=(self.work, shard_config, str(self.run_dir), index, self.workers, send),
+                args=(self.work, shard_config, str(self.run_dir), index, workers, send, counts),
                 name=f"lhe-worker-{index}",
             )
             process.start()
             send.close()
             self._processes.append(process)
+            self._counts.append(counts)
             pipes.append(receive)
-        parts = await asyncio.gather(
-            *(asyncio.to_thread(_result, p, c) for p, c in zip(self._processes, pipes, strict=True))
-        )
+        refresh = asyncio.create_task(self._refresh()) if self.progress_line else None
+        try:
+            waits = zip(self._processes, pipes, strict=True)
+            parts = await asyncio.gather(*(asyncio.to_thread(_result, p, c) for p, c in waits))
+        finally:
+            if refresh is not None:
+                refresh.cancel()
+        self.show_progress()  # the final counts: every worker has exited
         merge_shards(self.run_dir)
         self.worker_cpu = [part.get("cpu_s", 0.0) for part in parts]
         self.worker_run_s = [part.get("run_s", 0.0) for part in parts]
@@ -163,6 +275,20 @@ class ShardedRunner:
             progress.stopped_by = self.progress.stopped_by
         self.progress = progress
         return progress
+
+    def counts(self) -> ProgressCounts:
+        """The progress-line counts of the whole run: the sum of what the workers wrote."""
+        return sum((read_counts(shared) for shared in self._counts), ProgressCounts())
+
+    def show_progress(self) -> None:
+        """Draw the run's progress line now, if there is one."""
+        if self.progress_line is not None:
+            self.progress_line.show(self.counts(), self.progress)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            self.show_progress()
 
     def _signal_all(self, sig: signal.Signals) -> None:
         for process in self._processes:
@@ -174,11 +300,11 @@ class ShardedRunner:
         """Every worker starts no new turn; turns in flight finish and are recorded."""
         if self.progress.stopped_by is None:
             self.progress.stopped_by = reason
-        self._signal_all(signal.SIGTERM)
+        self._signal_all(STOP_SIGNAL)
 
     def abort(self) -> None:
-        """Every worker drops its turns in flight (a second signal to each)."""
-        self._signal_all(signal.SIGTERM)
+        """Every worker drops its turns in flight."""
+        self._signal_all(ABORT_SIGNAL)
 
 
 def _result(process: multiprocessing.process.BaseProcess, pipe: Any) -> dict[str, Any]:
@@ -194,13 +320,21 @@ def _result(process: multiprocessing.process.BaseProcess, pipe: Any) -> dict[str
 
 
 def _worker_main(
-    work: ShardWork, config_json: str, run_dir: str, index: int, workers: int, pipe: Any
+    work: ShardWork,
+    config_json: str,
+    run_dir: str,
+    index: int,
+    workers: int,
+    pipe: Any,
+    counts: SharedCounts,
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
+    WorkerChannel.hold_signals()
+    channel = WorkerChannel(index, workers, counts)
     try:
         config = RunConfig.model_validate_json(config_json)
-        progress, run_s = asyncio.run(work(config, Path(run_dir), index, workers))
+        progress, run_s = asyncio.run(work(config, Path(run_dir), channel))
         pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
