@@ -380,12 +380,13 @@ def _handle_signals(runner: Runner | ShardedRunner, run_dir: Path) -> Callable[[
 
     def on_signal(sig: signal.Signals) -> None:
         if runner.progress.stopped_by is None:
-            runner.stop(f"signal {sig.name}")
-            print(
+            # One write, before the workers (if any) hear of it and write their own lines.
+            sys.stderr.write(
                 f"\nlhe: {sig.name}: finishing the turns in flight (again to drop them); "
-                f"resume with: lhe resume={run_dir}",
-                file=sys.stderr,
+                f"resume with: lhe resume={run_dir}\n"
             )
+            sys.stderr.flush()
+            runner.stop(f"signal {sig.name}")
         else:
             runner.abort()
 

@@ -123,7 +123,8 @@ class WorkerChannel:
         if sig == ABORT_SIGNAL:
             runner.abort()
         what = "dropping" if sig == ABORT_SIGNAL else "finishing"
-        print(f"lhe: worker {self.index}: {what} its turns in flight", file=sys.stderr, flush=True)
+        sys.stderr.write(f"lhe: worker {self.index}: {what} its turns in flight\n")  # one write
+        sys.stderr.flush()
 
     def on_turn(self, record: TurnRecord, progress: RunProgress) -> None:
         """The runner's ``on_turn`` hook: count the turn and publish the new counts."""
