@@ -20,9 +20,9 @@ passes each signal on to every worker by pid as what it means: the first as
 :data:`STOP_SIGNAL` (finish the turns in flight), a second as :data:`ABORT_SIGNAL` (drop
 them). Two signals, not one sent twice, because the kernel merges a signal that arrives
 while the same one is still pending, and a worker must not take a quick double Ctrl-C for a
-single one. A worker blocks both from its first line until its runner's handlers are in
-place (:class:`WorkerChannel`), so a signal during its start-up waits instead of killing
-it. Either way the records on disk stay whole turns.
+single one. A worker catches both from its first line (:class:`WorkerChannel`), so a
+signal during its start-up is applied when its runner starts instead of killing it. Either
+way the records on disk stay whole turns.
 
 Progress: each worker keeps the counts of the progress line for its shard in a small
 shared-memory struct (a few stores per turn, no message to the parent); the parent reads
@@ -73,6 +73,10 @@ class SharedCounts(ctypes.Structure):
     _fields_ = [(f.name, _CTYPES[str(f.type)]) for f in dataclasses.fields(ProgressCounts)]
 
 
+def _caught(_signum: int, _frame: object) -> None:
+    """A signal's Python-level handler: the work is done by whoever reads the wakeup pipe."""
+
+
 def read_counts(shared: SharedCounts) -> ProgressCounts:
     """The counts a worker last wrote."""
     return ProgressCounts(**{name: getattr(shared, name) for name, _ in shared._fields_})
@@ -81,11 +85,14 @@ def read_counts(shared: SharedCounts) -> ProgressCounts:
 class WorkerChannel:
     """A worker's side of its parent: the parent's signals in, progress counts out.
 
-    :meth:`hold_signals` blocks the parent's two signals before the worker does anything
-    else, and threads started later inherit the block, so the kernel keeps a signal pending
-    while the worker starts up (rather than kill it by the default action) and delivers it
-    to the main thread once :meth:`attached` has the runner's handlers in place; after the
-    runner is done they are blocked again until the process exits, and nothing is in flight.
+    :meth:`listen` runs before the worker does anything else. It gives both signals a
+    handler, so neither can kill the worker by its default action whichever thread the
+    kernel hands it to (numpy's BLAS pool has threads from import on, so blocking the
+    signals in the main thread would not do), and points ``signal.set_wakeup_fd`` at a
+    pipe, into which the interpreter writes each signal's number the moment it arrives.
+    :meth:`attached` reads that pipe from the runner's event loop: a signal from the
+    worker's start-up is applied as the runner starts, and one after the runner is done is
+    left unread (nothing is in flight any more).
     """
 
     def __init__(self, index: int, workers: int, counts: SharedCounts) -> None:
@@ -94,27 +101,38 @@ class WorkerChannel:
         self.counts = counts
         self.tally = EpisodeTally()
         self._runner: Runner | None = None
+        self._wakeup = -1
 
-    @staticmethod
-    def hold_signals() -> None:
-        """Block :data:`STOP_SIGNAL` and :data:`ABORT_SIGNAL` (pending until attached)."""
-        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    def listen(self) -> None:
+        """Catch :data:`STOP_SIGNAL` and :data:`ABORT_SIGNAL` into a pipe (main thread only)."""
+        self._wakeup, write = os.pipe()
+        os.set_blocking(self._wakeup, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
+        for sig in FORWARDED:
+            signal.signal(sig, _caught)
 
     @contextmanager
     def attached(self, runner: Runner) -> Iterator[None]:
         """Route the parent's signals to ``runner`` while it runs (call in its event loop)."""
         self._runner = runner
         loop = asyncio.get_running_loop()
-        for sig in FORWARDED:
-            loop.add_signal_handler(sig, self._apply, sig)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)  # one held since start-up lands
+        loop.add_reader(self._wakeup, self._read_signals)
+        self._read_signals()  # any from start-up, applied before the first episode starts
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-            for sig in FORWARDED:
-                loop.remove_signal_handler(sig)
+            loop.remove_reader(self._wakeup)
             self._publish(runner.progress)
+
+    def _read_signals(self) -> None:
+        try:
+            numbers = os.read(self._wakeup, 512)
+        except BlockingIOError:
+            return
+        for number in numbers:
+            if number in FORWARDED:
+                self._apply(signal.Signals(number))
 
     def _apply(self, sig: signal.Signals) -> None:
         runner = self._runner
@@ -331,8 +349,8 @@ def _worker_main(
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
-    WorkerChannel.hold_signals()
     channel = WorkerChannel(index, workers, counts)
+    channel.listen()
     try:
         config = RunConfig.model_validate_json(config_json)
         progress, run_s = asyncio.run(work(config, Path(run_dir), channel))
