@@ -101,12 +101,15 @@ class ProgressLine:
         self.enabled = force or self.stream.isatty()
         self.tally = EpisodeTally()
         self._last_draw = 0.0
+        self._progress: RunProgress | None = None
+        """The runner's counters, as last seen by the hook (redrawn once more at the end)."""
 
     def __call__(self, record: TurnRecord, progress: RunProgress) -> None:
         """Account for one finished turn and redraw at most every ``REFRESH_SECONDS``."""
         if not self.enabled:
             return
         self.tally.add(record)
+        self._progress = progress
         if time.monotonic() - self._last_draw >= REFRESH_SECONDS:
             self.show(self.tally.counts(progress, self.budget), progress)
 
@@ -121,7 +124,12 @@ class ProgressLine:
         self.stream.flush()
 
     def close(self) -> None:
-        """End the line so later output starts on a fresh one."""
+        """Draw the final counts, then end the line so later output starts on a fresh one.
+
+        The hook's last draw may be up to a refresh old, and miss the last episodes' ends.
+        """
+        if self._progress is not None:
+            self.show(self.tally.counts(self._progress, self.budget), self._progress)
         if self.enabled and self._last_draw:
             self.stream.write("\n")
             self.stream.flush()
