@@ -88,10 +88,14 @@ def reference(server, tmp_path_factory):
         {"concurrency": "auto", "concurrency_min": 1, "concurrency_max": 8},
         {"concurrency": 6, "workers": 3},
         {"concurrency": "auto", "concurrency_max": 8, "workers": 2},
+        {"concurrency": "auto", "concurrency_max": 10, "workers": 5},
+        {"concurrency": 4, "workers": EPISODES + 2},
     ],
-    ids=["auto", "3 workers", "auto, 2 workers"],
+    ids=["auto", "3 workers", "auto, 2 workers", "auto, 5 workers", "idle workers"],
 )
 def test_same_records_as_a_fixed_single_process_run(server, reference, settings, tmp_path):
+    """Five workers split the twelve episodes unevenly (3, 3, 2, 2, 2); with more workers
+    than episodes, two have none."""
     expected, expected_summary = reference
     summary = run(config(server.base_url, **settings), tmp_path)
     assert turns(tmp_path) == expected
