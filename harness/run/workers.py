@@ -25,8 +25,9 @@ signal during its start-up is applied when its runner starts instead of killing 
 way the records on disk stay whole turns.
 
 Progress: each worker keeps the counts of the progress line for its shard in a small
-shared-memory struct (a few stores per turn, no message to the parent); the parent reads
-the structs twice a second and draws their sum in the one-process format.
+shared-memory struct (rewritten at most ten times a second, and once at its end; no message
+to the parent); the parent reads the structs twice a second and draws their sum in the
+one-process format.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ STOP_SIGNAL = signal.SIGTERM
 ABORT_SIGNAL = signal.SIGUSR1
 """Parent to worker: drop the turns in flight (a resume asks them again)."""
 FORWARDED = frozenset({STOP_SIGNAL, ABORT_SIGNAL})
+PUBLISH_SECONDS = REFRESH_SECONDS / 5
+"""A worker writes its progress counts at most this often (and once more when it is done)."""
 
 
 _CTYPES = {"int": ctypes.c_int64, "float": ctypes.c_double, "bool": ctypes.c_bool}
@@ -102,6 +105,7 @@ class WorkerChannel:
         self.tally = EpisodeTally()
         self._runner: Runner | None = None
         self._wakeup = -1
+        self._published = -math.inf
 
     def listen(self) -> None:
         """Catch :data:`STOP_SIGNAL` and :data:`ABORT_SIGNAL` into a pipe (main thread only)."""
@@ -145,9 +149,15 @@ class WorkerChannel:
         sys.stderr.flush()
 
     def on_turn(self, record: TurnRecord, progress: RunProgress) -> None:
-        """The runner's ``on_turn`` hook: count the turn and publish the new counts."""
+        """The runner's ``on_turn`` hook: count the turn, publish now and then.
+
+        At most every :data:`PUBLISH_SECONDS`: the parent redraws less often than that.
+        """
         self.tally.add(record)
-        self._publish(progress)
+        now = time.monotonic()
+        if now - self._published >= PUBLISH_SECONDS:
+            self._published = now
+            self._publish(progress)
 
     def _publish(self, progress: RunProgress) -> None:
         if self._runner is None:
