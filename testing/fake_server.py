@@ -108,7 +108,7 @@ class ServerOptions:
     model_id: str = _opt("fake-model", "model id listed by /v1/models and sent in replies")
     usage: bool = _opt(True, "report token usage in replies")
     hold_after: int = _opt(
-        0, "hold every chat request after the first N unanswered until POST /release (0: off)"
+        0, "answer the first N chat requests, hold the later ones until POST /release (0: off)"
     )
     ignore_n: bool = _opt(False, "answer one choice whatever n asks for (as llama.cpp's server)")
 

@@ -25,12 +25,15 @@ class Recorder:
         self.progress, self.budget = RunProgress(episodes_total=1), Budget()
 
     def stop(self, reason):
-        self.calls.append(["stop", reason])
-        self.seen_last.set() if self.last == "stop" else None
+        self.record(["stop", reason])
 
     def abort(self):
-        self.calls.append(["abort"])
-        self.seen_last.set() if self.last == "abort" else None
+        self.record(["abort"])
+
+    def record(self, call):
+        self.calls.append(call)
+        if call[0] == self.last:
+            self.seen_last.set()
 
 early, last = sys.argv[1].split(","), sys.argv[2]
 channel = WorkerChannel(0, 1, SharedCounts())
