@@ -9,7 +9,9 @@ uvloop is a dependency only where it builds (CPython on Linux and macOS, see
 ``pyproject.toml``); elsewhere, or when it cannot be imported, this falls back to
 :func:`asyncio.run`. Both run the coroutine on a fresh loop in the calling thread and close
 it after, and both support ``loop.add_signal_handler`` (the runner's Ctrl-C handling) and
-``asyncio.to_thread`` (the in-process model's generation thread).
+``asyncio.to_thread`` (the in-process model's generation thread). They differ in one way:
+uvloop points ``signal.set_wakeup_fd`` at its own socket while it runs, so code that reads
+its own wakeup pipe (a ``run.workers`` worker, :mod:`harness.run.workers`) asks for asyncio's.
 
 While the loop runs, the garbage collector's youngest generation is collected after
 :data:`YOUNG_GC_THRESHOLD` net allocations instead of CPython's 700. A hundred requests in
