@@ -81,5 +81,23 @@ class LheProcess:
         return self._code
 
     def stderr(self) -> str:
-        """What the run wrote to stderr so far."""
-        return self.stderr_path.read_text(errors="replace")
+        """What the run wrote to stderr so far (none yet if it died before it began)."""
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return f"(no stderr: pid {self.pid} ended with {self.poll()} before it began)"
+
+
+def run_lhe(args: list[str], stderr_path: Path, timeout: float = 300) -> tuple[int, str]:
+    """Run ``lhe ARGS`` to its end in a forked process; return its exit code and stderr.
+
+    A run still going after ``timeout`` seconds is killed and raises TimeoutError.
+    """
+    process = LheProcess(args, stderr_path)
+    try:
+        code = process.wait(timeout)
+    except TimeoutError:
+        process.kill()
+        process.wait(timeout=60)
+        raise
+    return code, process.stderr()
