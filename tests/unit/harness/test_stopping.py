@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,7 @@ from harness.run.stopping import horizon_decided
 from providers.base import Sampling, Usage
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.generate import generate_task_set
+from testing.lhe_process import run_lhe
 
 SIM = ["model=simulated", "model.p=0.9", "metrics.bootstrap=100"]
 
@@ -140,9 +138,6 @@ async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
 
 def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
     command = [
-        sys.executable,
-        "-m",
-        "harness.cli",
         "-m",
         "model=simulated",
         "model.p=0.9,0.95,0.99",
@@ -153,8 +148,8 @@ def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
         "budget.sweep_max_tokens=100000",
         f"hydra.sweep.dir={tmp_path}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stderr = run_lhe(command, tmp_path.with_name(f"{tmp_path.name}.stderr"))
+    assert code == 0, stderr[-2000:]
     summaries = [read_summary(p.parent) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert len(summaries) == 3
     spent = [s.tokens_spent.prompt_tokens + s.tokens_spent.completion_tokens for s in summaries]
