@@ -9,6 +9,8 @@ from harness.analysis.aggregate import collect, single_turn_capacity
 from harness.records.schema import read_records
 from testing.lhe_process import run_lhe
 
+pytestmark = pytest.mark.slow
+
 SMALL = ["model=simulated", "task.samples=5", "task.turns=4", "metrics.bootstrap=50"]
 
 

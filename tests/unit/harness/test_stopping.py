@@ -31,6 +31,7 @@ async def test_after_failure_ends_each_episode_at_its_first_failure(tmp_path):
     assert summary.task_accuracy[-1] is not None and summary.notes
 
 
+@pytest.mark.slow
 async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
     common = [*SIM, "task.samples=80", "task.turns=40"]
     full = await execute(compose_config(common), tmp_path / "full")
@@ -100,6 +101,7 @@ def test_horizon_is_decided_only_when_the_interval_is_narrow():
     assert not horizon_decided(never_failing, k=1, s=0.5, precision=0.5, rng=rng)
 
 
+@pytest.mark.slow
 async def test_when_decided_gives_the_horizon_of_a_full_run_of_the_same_episodes(tmp_path):
     """The simulated replies are a function of the conversation and the request seed, so a
     full-length run of the episodes the early-stopped run started answers them identically.
@@ -136,6 +138,7 @@ async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
     assert len(read_records(tmp_path)) == 20 * 20
 
 
+@pytest.mark.slow
 def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
     command = [
         "-m",
