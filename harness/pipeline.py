@@ -19,6 +19,7 @@ from harness.config import ConfigError, PriceConfig, RunConfig, describe_validat
 from harness.economics.budget import LEDGER_DIR, Budget, SweepLedger
 from harness.economics.costs import load_price_table, resolve_price, usage_cost
 from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget, format_estimate
+from harness.economics.token_counts import MessageTokens
 from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
 from harness.records.schema import TurnRecord
 from harness.records.sessions import SessionRecord, SessionStatus, append_session
@@ -32,7 +33,7 @@ from harness.run.workers import SHARDS_DIR, ShardedRunner, merge_shards, shard_e
 from providers.base import Provider
 from providers.batching import create_batching
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
-from providers.registry import create_provider
+from providers.registry import create_provider, token_counter
 from tasks.taskset import TaskSet
 
 
@@ -238,6 +239,15 @@ def adaptive_limit(
         ) from None
 
 
+def message_tokens(config: RunConfig, task_set: TaskSet) -> MessageTokens | None:
+    """Tokens of the run's message parts by the model's tokenizer, where its provider counts."""
+    counter = token_counter(config.model.provider, config.model.provider_options())
+    if counter is None:
+        return None
+    name, count = counter
+    return MessageTokens.counted(count, task_set, config.task.mode, name)
+
+
 async def execute(
     config: RunConfig, run_dir: Path, *, sweep_dir: Path | None = None
 ) -> RunSummary | RunEstimate:
@@ -249,7 +259,7 @@ async def execute(
     """
     task_set = make_task_set(config)
     price = run_price(config, run_dir)
-    estimate = estimate_run(config, task_set, price)
+    estimate = estimate_run(config, task_set, price, tokens=message_tokens(config, task_set))
     if config.estimate:
         print(format_estimate(estimate, config.budget))
         return estimate

@@ -7,14 +7,18 @@ not one lost packet:
 
 * **Search, then hold.** Until the first overload every success while the limit is in use
   adds one slot (the limit doubles per round of replies, as TCP's slow start). An overload
-  (429 or 503) of a request admitted as the n-th in flight marks n as too many: ``n - 1``
-  bounds the known-good level (every overload lowers it further), and the limit is
-  multiplied by ``decrease`` (once per overload episode: replies to requests admitted before
-  the decrease do not decrease it again) and never left above the known-good level. Below
-  it the limit climbs back one slot per success; above it, one slot per ``probe_interval``
-  (at least twenty times the last pause), so the pauses that probing provokes stay a small
-  share of the run. Nothing grows while the endpoint is paused: replies that arrive then
-  were sent before the overload and say nothing about the endpoint's room.
+  (429 or 503) of a request admitted as the n-th in flight shows that the endpoint holds at
+  most ``n - 1`` at once: the *bound* (every overload can lower it). It is only a bound: the
+  client counts a request until it has read the reply, the endpoint until it has sent it, so
+  when replies arrive in a crowd (as at the end of slow start) the endpoint held fewer than
+  the client counted, and a limit at the bound overloads again, which costs a second pause.
+  The limit therefore *holds* one slot below the bound. On an overload it is multiplied by
+  ``decrease`` (once per overload episode: replies to requests admitted before the decrease
+  do not decrease it again) and never left above the hold level. Below that level it climbs
+  back one slot per success; at it, one slot per ``probe_interval`` (at least twenty times
+  the last pause), so the pauses that probing provokes stay a small share of the run, and an
+  endpoint whose room grew is found again. Nothing grows while the endpoint is paused:
+  replies that arrive then were sent before the overload and say nothing about its room.
 * **A ``Retry-After`` pauses the endpoint.** No new request starts until it has passed;
   the requests already in flight finish (a server that rate-limits one request will
   rate-limit the next).
@@ -120,8 +124,10 @@ class AdaptiveLimit:
         self.worker = worker
         self.started = clock()
         self.value = float(minimum)
-        self.known_good: int | None = None
-        """The most requests accepted together since the last overload (None: no overload yet)."""
+        self.bound: int | None = None
+        """At most this many in flight at once, as the overloads showed (None: none yet)."""
+        self.hold: int | None = None
+        """The level the limit climbs back to: one below ``bound``, raised by probes."""
         self.in_flight = 0
         self.epoch = 0
         """Bumped on each decrease; a slot admitted in an older epoch cannot decrease again."""
@@ -208,13 +214,14 @@ class AdaptiveLimit:
         now = self.clock()
         if busy < self.value / 2 or now < self.paused_until:
             return  # the limit is not what holds requests back, or the endpoint is paused
-        if self.known_good is None or self.value + 1 <= self.known_good:
+        if self.hold is None or self.value + 1 <= self.hold:
             self._set(self.value + 1, "increase")
-        elif self.value < self.known_good:
-            self._set(float(self.known_good), "increase")
+        elif self.value < self.hold:
+            self._set(float(self.hold), "increase")
         elif now - self.last_probe >= self.probe_interval:
             self.last_probe = now
-            self.known_good = self.limit + 1  # until an overload says otherwise
+            self.hold = self.limit + 1  # until an overload says otherwise
+            self.bound = self.hold + 1  # a probe tests the room beyond the old bound
             self._set(self.value + 1, "increase")
 
     def _on_overload(self, slot: Slot) -> None:
@@ -224,14 +231,15 @@ class AdaptiveLimit:
             self.paused_until = max(self.paused_until, self.clock() + pause)
             self.probe_interval = max(self.base_probe_interval, 20 * pause)
             self._log("pause", pause=pause)
-        ceiling = max(slot.admitted - 1, self.minimum)  # every overload bounds the good level
-        self.known_good = ceiling if self.known_good is None else min(self.known_good, ceiling)
+        bound = max(slot.admitted - 1, self.minimum)
+        self.bound = bound if self.bound is None else min(self.bound, bound)
+        self.hold = max(self.bound - 1, self.minimum)
         self.last_probe = self.clock()
         target = self.value
         if slot.epoch == self.epoch:  # the first reply of this overload episode
             self.epoch += 1
             target = math.floor(self.value * self.decrease)
-        self._set(min(target, float(self.known_good)), "decrease")
+        self._set(min(target, float(self.hold)), "decrease")
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:

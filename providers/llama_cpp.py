@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -294,6 +294,39 @@ def _outcome_of(exc: Exception) -> Outcome:
     if isinstance(exc, ValueError) and CONTEXT_OVERFLOW_MARKER in str(exc):
         return "context_exceeded"
     return "provider_error"
+
+
+def token_counter(config: dict[str, Any]) -> tuple[str, Callable[[list[Message]], int]]:
+    """(model label, prompt-token counter) from the model file's vocabulary; no weights load.
+
+    Prompts are rendered with the GGUF's own chat template, which is what the adapter sends
+    when ``chat_format`` is null (llama-cpp-python picks a built-in format only when the
+    template is exactly that format's); with a ``chat_format`` set, the count is of the
+    GGUF's template all the same, an approximation.
+    """
+    settings = LlamaCppConfig.model_validate(config)
+    path = resolve_model_file(settings.model_path)
+    llama_cpp = _import_llama_cpp()
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    with _LOAD_LOCK:
+        vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    template = vocab.metadata.get("tokenizer.chat_template")
+    if template is None:
+        raise ValueError(f"model.model_path: {path} has no chat template to count tokens with")
+    eos, bos = vocab.token_eos(), vocab.token_bos()
+    formatter = Jinja2ChatFormatter(
+        template=template,
+        eos_token=vocab._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=vocab._model.token_get_text(bos) if bos != -1 else "",
+        add_generation_prompt=True,
+    )
+
+    def count(messages: list[Message]) -> int:
+        prompt = formatter(messages=[m.as_dict() for m in messages]).prompt
+        return len(vocab.tokenize(prompt.encode(), add_bos=False, special=True))
+
+    return model_label(path), count
 
 
 def create(config: dict[str, Any], *, concurrency: int) -> LlamaCppProvider:

@@ -94,3 +94,18 @@ def create_provider(name: str, config: dict[str, Any], *, concurrency: int) -> P
     if not isinstance(provider, Provider):
         raise TypeError(f"model.provider: factory for {name!r} did not return a Provider")
     return provider
+
+
+def token_counter(name: str, config: dict[str, Any]) -> tuple[str, Callable[..., int]] | None:
+    """(model label, prompt-token counter) of a provider that can count without a model call.
+
+    A provider module offers one by defining ``token_counter(config)``; the in-process
+    llama.cpp adapter does, from its vocabulary. None when the provider has none or its extra
+    is missing (the estimate then counts characters, and says so).
+    """
+    try:
+        module = importlib.import_module(resolve_factory(name).__module__)
+        make = getattr(module, "token_counter", None)
+        return None if make is None else make(config)
+    except (MissingExtraError, ImportError):
+        return None

@@ -7,10 +7,10 @@ text the runner would send (the real system message, the real keys, answers the 
 true running totals) and adds them up with cumulative sums, so a run of a thousand episodes x
 a thousand turns is estimated without building a single prompt string.
 
-Token counts are characters / ``chars_per_token``: an approximation (4 characters per token is
-typical of English text with BPE tokenizers; numbers and JSON often take more tokens, and chat
-templates add a few per message). The system message, which holds the dictionary and the
-worked example, is the dominant constant of every request.
+Tokens come from :class:`~harness.economics.token_counts.MessageTokens`: counted by the model's
+own tokenizer where the provider can (the in-process llama.cpp model), else characters /
+``chars_per_token`` (4 characters per token is typical of English text with BPE tokenizers;
+numbers take more; SmolLM2 needs about twice as many tokens as that), and the notes say which.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 
 from harness.config import BudgetConfig, PriceConfig, RunConfig
 from harness.economics.costs import PER_MILLION, batch_price_note, format_usd
+from harness.economics.token_counts import MessageTokens, number_chars
 from tasks.parsing import format_answer
-from tasks.prompts import system_prompt, user_message
+from tasks.prompts import user_message
 from tasks.taskset import TaskSet
 
 THINKING_TOKENS_PER_KEY = 50
@@ -74,32 +75,32 @@ class RunEstimate:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _digits(values: np.ndarray) -> np.ndarray:
-    """Characters of each integer written in base 10, sign included."""
-    magnitude = np.abs(values.astype(np.int64))
-    count = np.ones(magnitude.shape, dtype=np.int64)
-    bound = 10
-    while (more := magnitude >= bound).any():
-        count += more
-        bound *= 10
-    return count + (values < 0)
-
-
 def _cot_reply_chars(task_set: TaskSet, word_chars: np.ndarray) -> np.ndarray:
     """Characters of a CoT reply per (episode, turn): one line per key, then the answer tag."""
     before = np.concatenate(
         [np.zeros((task_set.samples, 1), dtype=np.int64), task_set.step_truth[:, :-1]], axis=1
     )
     lines = (
-        _digits(before)
+        number_chars(before)
         + word_chars
-        + _digits(task_set.step_values)
-        + _digits(task_set.step_truth)
+        + number_chars(task_set.step_values)
+        + number_chars(task_set.step_truth)
         + _COT_LINE
         + 1  # the newline after each line
     )
     per_turn = lines.reshape(task_set.samples, task_set.turns, task_set.k).sum(axis=2)
-    return per_turn + _ANSWER_TAG + _digits(task_set.turn_truth)
+    return per_turn + _ANSWER_TAG + number_chars(task_set.turn_truth)
+
+
+def _kept(exchange: np.ndarray, window: int | None) -> np.ndarray:
+    """Per (episode, turn): the sum of ``exchange`` over the earlier turns the history keeps."""
+    episodes, turns = exchange.shape
+    earlier = np.zeros((episodes, turns + 1))
+    np.cumsum(exchange, axis=1, out=earlier[:, 1:])  # earlier[:, t]: exchanges before turn t
+    index = np.arange(turns)
+    if window is None:
+        return earlier[:, index]
+    return earlier[:, index] - earlier[:, np.maximum(index - window, 0)]
 
 
 def estimate_run(
@@ -107,6 +108,7 @@ def estimate_run(
     task_set: TaskSet,
     price: PriceConfig | None,
     chars_per_token: float = 4.0,
+    tokens: MessageTokens | None = None,
 ) -> RunEstimate:
     """Expected requests, tokens and dollars of running ``config`` on ``task_set``.
 
@@ -130,44 +132,40 @@ def estimate_run(
       early cannot be known in advance, so the estimate is of the full run, an upper bound.
 
     Prompt tokens are all priced at the uncached ``input`` rate: a provider that caches the
-    shared prefix charges less.
+    shared prefix charges less. ``tokens`` (counted by the model's tokenizer) replace
+    characters / ``chars_per_token``.
     """
-    if chars_per_token <= 0:
-        raise ValueError(f"chars_per_token: must be > 0 (got {chars_per_token})")
     mode = config.task.mode
-    episodes, turns, k = task_set.samples, task_set.turns, task_set.k
-    system_chars = len(system_prompt(task_set.dictionary, mode, k))
+    k = task_set.k
+    if tokens is None:
+        tokens = MessageTokens.from_characters(task_set, mode, chars_per_token)
 
-    word_chars = np.array([len(w) for w in task_set.words], dtype=np.int64)[task_set.keys]
-    user_chars = word_chars.reshape(episodes, turns, k).sum(axis=2) + _KEY_SEPARATOR * (k - 1)
-    tag_chars = _ANSWER_TAG + _digits(task_set.turn_truth)
-    reply_chars = _cot_reply_chars(task_set, word_chars) if mode == "cot" else tag_chars
-    shown_chars = reply_chars  # a written CoT history has the layout of a CoT reply
-
-    exchange = user_chars + shown_chars
-    earlier = np.zeros((episodes, turns + 1), dtype=np.int64)
-    np.cumsum(exchange, axis=1, out=earlier[:, 1:])  # earlier[:, t]: exchanges before turn t
-    index = np.arange(turns)
-    window = config.history.window
-    oldest = index if window is None else np.maximum(index - window, 0)
-    history_chars = earlier[:, index] - (0 if window is None else earlier[:, oldest])
-    prompt_chars = system_chars + history_chars + user_chars
+    user = tokens.user_messages(task_set)
+    if mode == "cot":
+        word_chars = np.array([len(w) for w in task_set.words], dtype=np.int64)[task_set.keys]
+        reply = tokens.cot_per_char * _cot_reply_chars(task_set, word_chars)
+    else:
+        reply = tokens.answers(task_set.turn_truth)
+    # A written CoT history has the layout of a CoT reply, so the history shows each earlier
+    # exchange as its user message and the reply.
+    exchange = user + tokens.assistant_wrapper + reply
+    prompt_tokens_all = tokens.system + _kept(exchange, config.history.window) + user
 
     first = (config.history.target_turn or 1) - 1
-    asked = prompt_chars[:, first:]
+    asked = prompt_tokens_all[:, first:]
     fewest, most = config.strategy.sample_range()
     requests = int(asked.size) * fewest
     max_tokens = config.model.max_tokens
-    reply_tokens = reply_chars[:, first:] / chars_per_token
+    reply_tokens = reply[:, first:]
     if mode == "thinking":
         reply_tokens = reply_tokens + THINKING_TOKENS_PER_KEY * k
-    prompt_once = float(asked.sum()) / chars_per_token
+    prompt_once = float(asked.sum())
     prompt_tokens = round(prompt_once * fewest)
     prompt_max = round(prompt_once * most)
     completion_tokens = round(float(np.minimum(reply_tokens, max_tokens).sum()) * fewest)
     completion_max = int(asked.size) * most * max_tokens
 
-    per_turn = prompt_chars.mean(axis=0) / chars_per_token
+    per_turn = prompt_tokens_all.mean(axis=0)
     per_turn[:first] = 0.0
     return RunEstimate(
         requests=requests,
@@ -176,11 +174,11 @@ def estimate_run(
         completion_tokens_max=completion_max,
         cost_usd=_dollars(prompt_tokens, completion_tokens, price),
         cost_usd_max=_dollars(prompt_max, completion_max, price),
-        system_prompt_tokens=round(system_chars / chars_per_token),
+        system_prompt_tokens=round(tokens.system),
         prompt_tokens_per_turn=tuple(float(v) for v in per_turn),
         samples_per_turn=(fewest, most),
         prompt_tokens_max=prompt_max,
-        notes=_notes(config, chars_per_token, float(reply_tokens.max(initial=0.0)))
+        notes=_notes(config, tokens, float(reply_tokens.max(initial=0.0)))
         + tuple(filter(None, [batch_price_note(config.model, price)])),
     )
 
@@ -191,8 +189,8 @@ def _dollars(prompt: int, completion: int, price: PriceConfig | None) -> float |
     return (prompt * price.input + completion * price.output) / PER_MILLION
 
 
-def _notes(config: RunConfig, chars_per_token: float, longest_reply: float) -> tuple[str, ...]:
-    notes = [f"token counts are characters / {chars_per_token:g}, an approximation"]
+def _notes(config: RunConfig, tokens: MessageTokens, longest_reply: float) -> tuple[str, ...]:
+    notes = [tokens.source]
     if longest_reply > config.model.max_tokens:
         notes.append(
             f"replies may need up to {longest_reply:,.0f} tokens, more than "

@@ -1,3 +1,6 @@
+import asyncio
+import re
+
 import numpy as np
 import pytest
 
@@ -9,8 +12,13 @@ from harness.economics.estimate import (
     exceeds_budget,
     format_estimate,
 )
+from harness.economics.token_counts import MessageTokens
 from harness.pipeline import execute, make_task_set
 from harness.records.schema import read_records
+from harness.run.history import HistoryPolicy
+from harness.run.runner import Runner
+from providers.simulated import SimulatedConfig, SimulatedProvider
+from testing.scripted import ScriptedProvider
 
 PRICE = PriceConfig(input=0.15, output=0.6)
 SMALL = [
@@ -181,3 +189,47 @@ def test_notes_say_what_could_not_be_predicted():
     config = compose_config(SMALL)
     with pytest.raises(ValueError, match="chars_per_token"):
         estimate_run(config, make_task_set(config), None, chars_per_token=0)
+
+
+def fake_count(messages) -> int:
+    """An additive tokenizer unlike characters / 4: a word is one token, a number one token
+    per three digits, other visible characters one each; 4 template tokens per message and 3
+    for the generation prompt. Written independently of the estimate's parts."""
+
+    def tokens(text: str) -> int:
+        parts = re.findall(r"[A-Za-z]+|\d+|\S", text)
+        return sum(-(-len(p) // 3) if p.isdigit() else 1 for p in parts)
+
+    return 3 + sum(4 + tokens(m.content) for m in messages)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["history.window=3"], ["task.k=3"], ["history=healed", "history.target_turn=5"]],
+    ids=["full", "window3", "k3", "target_turn"],
+)
+def test_counted_parts_add_up_to_an_additive_tokenizers_real_count(tmp_path, overrides):
+    """With a tokenizer whose counts add up over words, numbers and messages, counting each
+    part once must give the count of every request the runner sends, exactly (rounding
+    aside); per-character rates could not (totals of 1 to 3 digits are one token each)."""
+    config = compose_config([*SMALL, "model.p=1.0", "task.turns=12", *overrides])
+    task_set = make_task_set(config)
+    provider = ScriptedProvider(SimulatedProvider(SimulatedConfig(p=1.0)).chat)
+    runner = Runner(
+        task_set=task_set,
+        provider=provider,
+        sampling=config.model.sampling(),
+        policy=HistoryPolicy(
+            source=config.history.source, seed=config.run.seed, mode=config.task.mode
+        ),
+        run_dir=tmp_path,
+        concurrency=1,
+        window=config.history.window,
+        first_called_turn=(config.history.target_turn or 1) - 1,
+    )
+    asyncio.run(runner.run())
+    real = sum(fake_count(messages) for messages in provider.requests)
+    tokens = MessageTokens.counted(fake_count, task_set, config.task.mode, "fake")
+    predicted = estimate_run(config, task_set, None, tokens=tokens)
+    assert predicted.requests == len(provider.requests)
+    assert predicted.prompt_tokens == pytest.approx(real, abs=0.5 * len(provider.requests))

@@ -56,47 +56,102 @@ async def test_an_idle_limit_does_not_grow():
     assert limit.limit == 4
 
 
-async def test_overload_halves_once_per_episode_then_returns_to_the_last_good_level():
+async def test_overload_halves_once_per_episode_then_returns_below_the_bound():
     clock = Clock()
     limit = AdaptiveLimit(1, 100, decrease=0.5, probe_interval=5.0, clock=clock)
     limit.value = 10.0
     opened = await open_slots(limit, 10)
     await close(*opened[9], "overload")  # the 10th in flight was one too many
-    assert limit.limit == math.floor(10 * 0.5) and limit.known_good == 9
+    assert limit.limit == math.floor(10 * 0.5) and (limit.bound, limit.hold) == (9, 8)
     await close(*opened[8], "overload")  # admitted before the decrease: no second halving,
-    assert limit.limit == 5 and limit.known_good == 8  # but 9 at once was too many as well
-    # successes climb back one slot each, but only up to the known-good level
+    assert limit.limit == 5 and (limit.bound, limit.hold) == (8, 7)  # but 9 was too many too
+    # successes climb back one slot each, but only up to one below the bound
     for pair in opened[:8]:
         await close(*pair, "ok")
-    assert limit.limit == 8
-    opened = await open_slots(limit, 8)
+    assert limit.limit == 7
+    opened = await open_slots(limit, 7)
     for pair in opened:
         await close(*pair, "ok")
-    assert limit.limit == 8  # holding: the probe interval has not passed
+    assert limit.limit == 7  # holding: the probe interval has not passed
     clock.now = 5.0
-    opened = await open_slots(limit, 8)
+    opened = await open_slots(limit, 7)
     await close(*opened[0], "ok")
-    assert limit.limit == 9  # one probe slot
+    assert limit.limit == 8 and limit.bound == 9  # one probe slot, and the bound moves on
     for pair in opened[1:]:
         await close(*pair, "other")
 
 
-async def test_a_deep_overshoot_is_cut_to_the_known_good_level_and_frozen_while_paused():
+async def test_a_deep_overshoot_is_cut_below_the_bound_and_frozen_while_paused():
     clock = Clock()
     limit = AdaptiveLimit(1, 100, decrease=0.5, clock=clock)
     limit.value = 40.0
     opened = await open_slots(limit, 17)
     await close(*opened[16], "overload", 429, 1.0)  # the 17th was too many
-    assert limit.limit == 16  # not 40 * 0.5 = 20, still over what the endpoint took
+    assert limit.limit == 15  # not 40 * 0.5 = 20, and one below the bound of 16
     for pair in opened[:16]:
         await close(*pair, "ok")  # sent before the overload, answered during the pause
-    assert limit.limit == 16 and limit.known_good == 16
+    assert limit.limit == 15 and limit.bound == 16
     clock.now = 100.0  # long after the pause, past the probe interval
-    opened = await open_slots(limit, 16)
+    opened = await open_slots(limit, 15)
     await close(*opened[0], "ok")
-    assert limit.limit == 17  # a probe, one slot
+    assert limit.limit == 16  # a probe, one slot
     for pair in opened[1:]:
         await close(*pair, "other")
+
+
+class Endpoint:
+    """Admits a request while it holds fewer than ``room``; forgets one as soon as it replies.
+
+    The client forgets it only when it has read the reply, so between the two the client
+    counts one more than the endpoint: the in-transit reply that makes a bound inexact.
+    """
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.holding = 0
+        self.overloads = 0
+
+    def admit(self) -> bool:
+        if self.holding >= self.room:
+            self.overloads += 1
+            return False
+        self.holding += 1
+        return True
+
+
+async def test_a_bound_seen_through_a_reply_in_transit_is_not_probed_again_at_once():
+    """At the end of slow start a reply is in transit: the endpoint (room 16) has already let
+    go of it, the client still counts it, so the 17th request the client admits goes through
+    and the 18th is the first rejected: the bound says 17, one more than the room. A limit
+    that climbs back to the bound overloads again after the pause (and pauses again); the
+    limit must hold at 16 until the probe interval has passed."""
+    clock = Clock()
+    endpoint = Endpoint(room=16)
+    limit = AdaptiveLimit(4, 256, probe_interval=1.0, clock=clock)
+    limit.value = 32.0  # slow start has overshot
+    opened = await open_slots(limit, 16)
+    for _ in opened:
+        assert endpoint.admit()
+    endpoint.holding -= 1  # the first request's reply is sent, not yet read by the client
+    seventeenth = await open_slots(limit, 1)
+    assert endpoint.admit()  # the endpoint holds 16 again: accepted
+    (eighteenth,) = await open_slots(limit, 1)
+    assert not endpoint.admit()
+    await close(*eighteenth, "overload", 429, 1.0)
+    assert limit.bound == 17
+    for pair in opened + seventeenth:
+        await close(*pair, "ok")
+    endpoint.holding = 0
+    clock.now = 1.5  # the pause has passed, the probe interval (20 x the pause) has not
+    for _ in range(50):  # rounds of replies at whatever the limit allows
+        clock.now = max(clock.now, limit.paused_until)  # wait out any new pause
+        opened = await open_slots(limit, limit.limit)
+        accepted = [pair for pair in opened if endpoint.admit()]
+        for pair in opened:
+            await close(*pair, "ok" if pair in accepted else "overload", 429, 1.0)
+        endpoint.holding = 0
+        clock.now += 0.05
+    assert endpoint.overloads == 1 and limit.limit == 16
 
 
 async def test_a_retry_after_pauses_every_new_request_until_it_has_passed():
