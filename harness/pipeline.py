@@ -29,7 +29,13 @@ from harness.run.cache import CachedProvider, Endpoint, ResponseCache
 from harness.run.history import HistoryPolicy
 from harness.run.progress import ProgressLine
 from harness.run.runner import Runner, RunProgress
-from harness.run.workers import SHARDS_DIR, ShardedRunner, merge_shards, shard_episodes
+from harness.run.workers import (
+    SHARDS_DIR,
+    ShardedRunner,
+    WorkerChannel,
+    merge_shards,
+    shard_episodes,
+)
 from providers.base import Provider
 from providers.batching import create_batching
 from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
@@ -291,7 +297,9 @@ async def execute(
     progress_line = ProgressLine(budget, priced=price is not None)
     if config.run.workers > 1:  # the parent only checked the endpoint; workers connect anew
         await provider.aclose()
-        runner: Runner | ShardedRunner = ShardedRunner(config, run_dir, run_shard)
+        runner: Runner | ShardedRunner = ShardedRunner(
+            config, run_dir, run_shard, progress_line if config.run.progress else None
+        )
     else:
         runner = make_runner(
             config,
@@ -382,12 +390,13 @@ def _handle_signals(runner: Runner | ShardedRunner, run_dir: Path) -> Callable[[
 
     def on_signal(sig: signal.Signals) -> None:
         if runner.progress.stopped_by is None:
-            runner.stop(f"signal {sig.name}")
-            print(
+            # One write, before the workers (if any) hear of it and write their own lines.
+            sys.stderr.write(
                 f"\nlhe: {sig.name}: finishing the turns in flight (again to drop them); "
-                f"resume with: lhe resume={run_dir}",
-                file=sys.stderr,
+                f"resume with: lhe resume={run_dir}\n"
             )
+            sys.stderr.flush()
+            runner.stop(f"signal {sig.name}")
         else:
             runner.abort()
 
@@ -412,18 +421,19 @@ def run(
 
 
 async def run_shard(
-    config: RunConfig, run_dir: Path, index: int, workers: int
+    config: RunConfig, run_dir: Path, channel: WorkerChannel
 ) -> tuple[RunProgress, float]:
     """One worker process of ``run.workers``: its shard of the episodes.
 
     Its records go to a folder of its own, which :class:`~harness.run.workers.ShardedRunner`
-    merges into ``turns.jsonl``.
+    merges into ``turns.jsonl``; ``channel`` brings the parent's signals and takes the
+    progress counts back.
     """
     task_set = make_task_set(config)
-    shard_dir = run_dir / SHARDS_DIR / str(index)
+    shard_dir = run_dir / SHARDS_DIR / str(channel.index)
     shard_dir.mkdir(parents=True, exist_ok=True)
     provider = await make_provider(config)
-    limit = adaptive_limit(config, provider, run_dir, worker=index)
+    limit = adaptive_limit(config, provider, run_dir, worker=channel.index)
     provider = with_cache(config, provider)
     price = run_price(config, run_dir)
     runner = make_runner(
@@ -432,15 +442,15 @@ async def run_shard(
         provider,
         shard_dir,
         budget=Budget(limits=config.budget, cost_of=lambda usage: usage_cost(usage, price)),
-        episodes=shard_episodes(task_set.samples, workers, index),
+        on_turn=channel.on_turn,
+        episodes=shard_episodes(task_set.samples, channel.workers, channel.index),
         read_from=run_dir,
     )
-    remove_handlers = _handle_signals(runner, run_dir)
     started = time.perf_counter()
     try:
-        return await runner.run(), time.perf_counter() - started
+        with channel.attached(runner):
+            return await runner.run(), time.perf_counter() - started
     finally:
-        remove_handlers()
         await provider.aclose()
         if limit is not None:
             limit.close()

@@ -8,7 +8,10 @@ by (``--seed``, request body, how often this body was seen), so a retried reques
 goes through and the set of injected faults is the same on every run. ``GET /stats`` counts
 them by kind, for tests to compare with the retries the client recorded, and
 ``--log-requests FILE`` appends one line per chat request (its seed, n and a hash of its
-conversation), for tests that must prove a turn was never asked twice.
+conversation), for tests that must prove a turn was never asked twice. ``--hold-after N``
+answers the first N chat requests and holds every later one until ``POST /release``
+(``/stats`` counts those ``held``), so a test can act while a known set of requests is in
+flight without guessing at timings.
 
 Plain asyncio streams (stdlib only), so one process holds thousands of open connections.
 """
@@ -104,6 +107,9 @@ class ServerOptions:
     api_key_env: str = _opt("", "require 'Bearer $VAR' with the key in this env var (empty: off)")
     model_id: str = _opt("fake-model", "model id listed by /v1/models and sent in replies")
     usage: bool = _opt(True, "report token usage in replies")
+    hold_after: int = _opt(
+        0, "answer the first N chat requests, hold the later ones until POST /release (0: off)"
+    )
     ignore_n: bool = _opt(False, "answer one choice whatever n asks for (as llama.cpp's server)")
 
     def rates(self) -> list[tuple[str, float]]:
@@ -161,6 +167,8 @@ class FakeServer:
         self.seen: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self.in_flight = 0
+        self.held = 0
+        self.released = asyncio.Event()
         self.log: TextIO | None = None
         if options.log_requests:  # line-buffered: every request is on disk when it is answered
             self.log = open(options.log_requests, "a", buffering=1)  # noqa: SIM115
@@ -187,8 +195,12 @@ class FakeServer:
                     "requests": self.stats["requests"],
                     "faults": self._faults(),
                     "max_in_flight": self.stats["max_in_flight"],
+                    "held": self.held,
                 },
             )
+        if method == "POST" and path == "/release":
+            self.released.set()
+            return _json(200, {"released": self.held})
         if self.key and headers.get("authorization") != f"Bearer {self.key}":
             self.stats["unauthorized"] += 1
             # Echo what was sent, as careless servers do: the client must scrub it.
@@ -228,12 +240,13 @@ class FakeServer:
             return _json(429, {"error": {"message": "too many requests in flight"}}, retry_after)
         self.in_flight += 1
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight)
+        held = 0 < self.options.hold_after < self.stats["requests"]
         try:
-            return await self._accepted(raw, authorization)
+            return await self._accepted(raw, authorization, held)
         finally:
             self.in_flight -= 1
 
-    async def _accepted(self, raw: bytes, authorization: str) -> Reply:
+    async def _accepted(self, raw: bytes, authorization: str, held: bool = False) -> Reply:
         try:
             request = json.loads(raw)
             messages = [Message(m["role"], m["content"]) for m in request["messages"]]
@@ -258,6 +271,12 @@ class FakeServer:
             )
         fault, rng = self._draw(raw)
         self._log(request, fault)
+        if held and not self.released.is_set():
+            self.held += 1
+            try:
+                await self.released.wait()
+            finally:
+                self.held -= 1
         if self.options.latency_median > 0:
             mu = math.log(self.options.latency_median)
             await asyncio.sleep(rng.lognormvariate(mu, self.options.latency_sigma))
@@ -396,6 +415,10 @@ class RunningServer:
     def stats(self) -> dict[str, Any]:
         """The server's ``/stats``: chat requests and injected faults by kind."""
         return httpx.get(self.base_url.removesuffix("/v1") + "/stats", timeout=10).json()
+
+    def release(self) -> None:
+        """Answer the requests held by ``hold_after``, and hold no more."""
+        httpx.post(self.base_url.removesuffix("/v1") + "/release", timeout=10).raise_for_status()
 
 
 def free_port() -> int:

@@ -16,35 +16,159 @@ timings aside). ``run.concurrency`` (or ``concurrency_min``/``_max``) is split b
 workers, so the run as a whole keeps the configured number in flight.
 
 Signals: workers leave the terminal's process group, so Ctrl-C reaches the parent only; it
-passes each signal on to every worker by pid (first: finish the turns in flight; second:
-drop them), and the records on disk stay whole turns.
+passes each signal on to every worker by pid as what it means: the first as
+:data:`STOP_SIGNAL` (finish the turns in flight), a second as :data:`ABORT_SIGNAL` (drop
+them). Two signals, not one sent twice, because the kernel merges a signal that arrives
+while the same one is still pending, and a worker must not take a quick double Ctrl-C for a
+single one. A worker catches both from its first line (:class:`WorkerChannel`), so a
+signal during its start-up is applied when its runner starts instead of killing it. Either
+way the records on disk stay whole turns.
+
+Progress: each worker keeps the counts of the progress line for its shard in a small
+shared-memory struct (rewritten at most ten times a second, and once at its end; no message
+to the parent); the parent reads the structs twice a second and draws their sum in the
+one-process format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import math
 import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
-from harness.records.schema import TURNS_FILE, drop_torn_tail
-from harness.run.runner import RunProgress
+from harness.records.schema import TURNS_FILE, TurnRecord, drop_torn_tail
+from harness.run.progress import REFRESH_SECONDS, EpisodeTally, ProgressCounts, ProgressLine
+from harness.run.runner import Runner, RunProgress
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
+STOP_SIGNAL = signal.SIGTERM
+"""Parent to worker: start no new turn, finish and record those in flight."""
+ABORT_SIGNAL = signal.SIGUSR1
+"""Parent to worker: drop the turns in flight (a resume asks them again)."""
+FORWARDED = frozenset({STOP_SIGNAL, ABORT_SIGNAL})
+PUBLISH_SECONDS = REFRESH_SECONDS / 5
+"""A worker writes its progress counts at most this often (and once more when it is done)."""
 
 
-ShardWork = Callable[[RunConfig, Path, int, int], Awaitable[tuple[RunProgress, float]]]
-"""One worker's run: (config, run dir, worker index, workers) -> (progress, run seconds)."""
+_CTYPES = {"int": ctypes.c_int64, "float": ctypes.c_double, "bool": ctypes.c_bool}
+
+
+class SharedCounts(ctypes.Structure):
+    """One worker's :class:`ProgressCounts` in shared memory: the worker writes, the parent reads.
+
+    A torn read across two fields only blurs one redraw; the last read comes after the
+    worker exited.
+    """
+
+    _fields_ = [(f.name, _CTYPES[str(f.type)]) for f in dataclasses.fields(ProgressCounts)]
+
+
+def _caught(_signum: int, _frame: object) -> None:
+    """A signal's Python-level handler: the work is done by whoever reads the wakeup pipe."""
+
+
+def read_counts(shared: SharedCounts) -> ProgressCounts:
+    """The counts a worker last wrote."""
+    return ProgressCounts(**{name: getattr(shared, name) for name, _ in shared._fields_})
+
+
+class WorkerChannel:
+    """A worker's side of its parent: the parent's signals in, progress counts out.
+
+    :meth:`listen` runs before the worker does anything else. It gives both signals a
+    handler, so neither can kill the worker by its default action whichever thread the
+    kernel hands it to (numpy's BLAS pool has threads from import on, so blocking the
+    signals in the main thread would not do), and points ``signal.set_wakeup_fd`` at a
+    pipe, into which the interpreter writes each signal's number the moment it arrives.
+    :meth:`attached` reads that pipe from the runner's event loop: a signal from the
+    worker's start-up is applied as the runner starts, and one after the runner is done is
+    left unread (nothing is in flight any more).
+    """
+
+    def __init__(self, index: int, workers: int, counts: SharedCounts) -> None:
+        self.index = index
+        self.workers = workers
+        self.counts = counts
+        self.tally = EpisodeTally()
+        self._runner: Runner | None = None
+        self._wakeup = -1
+        self._published = -math.inf
+
+    def listen(self) -> None:
+        """Catch :data:`STOP_SIGNAL` and :data:`ABORT_SIGNAL` into a pipe (main thread only)."""
+        self._wakeup, write = os.pipe()
+        os.set_blocking(self._wakeup, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write)
+        for sig in FORWARDED:
+            signal.signal(sig, _caught)
+
+    @contextmanager
+    def attached(self, runner: Runner) -> Iterator[None]:
+        """Route the parent's signals to ``runner`` while it runs (call in its event loop)."""
+        self._runner = runner
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self._wakeup, self._read_signals)
+        self._read_signals()  # any from start-up, applied before the first episode starts
+        try:
+            yield
+        finally:
+            loop.remove_reader(self._wakeup)
+            self._publish(runner.progress)
+
+    def _read_signals(self) -> None:
+        try:
+            numbers = os.read(self._wakeup, 512)
+        except BlockingIOError:
+            return
+        for number in numbers:
+            if number in FORWARDED:
+                self._apply(signal.Signals(number))
+
+    def _apply(self, sig: signal.Signals) -> None:
+        runner = self._runner
+        assert runner is not None  # only called while attached
+        runner.stop(f"signal {sig.name}")
+        if sig == ABORT_SIGNAL:
+            runner.abort()
+        what = "dropping" if sig == ABORT_SIGNAL else "finishing"
+        sys.stderr.write(f"lhe: worker {self.index}: {what} its turns in flight\n")  # one write
+        sys.stderr.flush()
+
+    def on_turn(self, record: TurnRecord, progress: RunProgress) -> None:
+        """The runner's ``on_turn`` hook: count the turn, publish now and then.
+
+        At most every :data:`PUBLISH_SECONDS`: the parent redraws less often than that.
+        """
+        self.tally.add(record)
+        now = time.monotonic()
+        if now - self._published >= PUBLISH_SECONDS:
+            self._published = now
+            self._publish(progress)
+
+    def _publish(self, progress: RunProgress) -> None:
+        if self._runner is None:
+            return
+        counts = self.tally.counts(progress, self._runner.budget)
+        for name, _ in self.counts._fields_:
+            setattr(self.counts, name, getattr(counts, name))
+
+
+ShardWork = Callable[[RunConfig, Path, WorkerChannel], Awaitable[tuple[RunProgress, float]]]
+"""One worker's run: (config, run dir, its channel) -> (progress, run seconds)."""
 
 
 def shard_episodes(samples: int, workers: int, index: int) -> list[int]:
@@ -121,15 +245,24 @@ def _context() -> multiprocessing.context.BaseContext:
 class ShardedRunner:
     """Runs a config's episodes in ``run.workers`` processes; the interface of ``Runner``."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, work: ShardWork) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        work: ShardWork,
+        progress_line: ProgressLine | None = None,
+    ) -> None:
         self.config = config
         self.run_dir = run_dir
         self.work = work
         """What one worker process runs (``harness.pipeline.run_shard``): passed in, so this
         module needs nothing from the pipeline that wires it."""
+        self.progress_line = progress_line
+        """Where the whole run's progress is drawn (``None``: not at all)."""
         self.workers = config.run.workers
         self.progress = RunProgress(episodes_total=config.task.samples)
         self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._counts: list[SharedCounts] = []
         self.worker_cpu: list[float] = []
         """CPU seconds of each worker process, once they are done (for benchmarks)."""
         self.worker_run_s: list[float] = []
@@ -141,20 +274,28 @@ class ShardedRunner:
         context = _context()
         shard_config = worker_config(self.config, self.workers).model_dump_json()
         pipes = []
-        for index in range(self.workers):
+        workers = self.workers
+        for index in range(workers):
             receive, send = context.Pipe(duplex=False)
+            counts = context.RawValue(SharedCounts)
             process = context.Process(
                 target=_worker_main,
-                args=(self.work, shard_config, str(self.run_dir), index, self.workers, send),
+                args=(self.work, shard_config, str(self.run_dir), index, workers, send, counts),
                 name=f"lhe-worker-{index}",
             )
             process.start()
             send.close()
             self._processes.append(process)
+            self._counts.append(counts)
             pipes.append(receive)
-        parts = await asyncio.gather(
-            *(asyncio.to_thread(_result, p, c) for p, c in zip(self._processes, pipes, strict=True))
-        )
+        refresh = asyncio.create_task(self._refresh()) if self.progress_line else None
+        try:
+            waits = zip(self._processes, pipes, strict=True)
+            parts = await asyncio.gather(*(asyncio.to_thread(_result, p, c) for p, c in waits))
+        finally:
+            if refresh is not None:
+                refresh.cancel()
+        self.show_progress()  # the final counts: every worker has exited
         merge_shards(self.run_dir)
         self.worker_cpu = [part.get("cpu_s", 0.0) for part in parts]
         self.worker_run_s = [part.get("run_s", 0.0) for part in parts]
@@ -163,6 +304,20 @@ class ShardedRunner:
             progress.stopped_by = self.progress.stopped_by
         self.progress = progress
         return progress
+
+    def counts(self) -> ProgressCounts:
+        """The progress-line counts of the whole run: the sum of what the workers wrote."""
+        return sum((read_counts(shared) for shared in self._counts), ProgressCounts())
+
+    def show_progress(self) -> None:
+        """Draw the run's progress line now, if there is one."""
+        if self.progress_line is not None:
+            self.progress_line.show(self.counts(), self.progress)
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_SECONDS)
+            self.show_progress()
 
     def _signal_all(self, sig: signal.Signals) -> None:
         for process in self._processes:
@@ -174,11 +329,11 @@ class ShardedRunner:
         """Every worker starts no new turn; turns in flight finish and are recorded."""
         if self.progress.stopped_by is None:
             self.progress.stopped_by = reason
-        self._signal_all(signal.SIGTERM)
+        self._signal_all(STOP_SIGNAL)
 
     def abort(self) -> None:
-        """Every worker drops its turns in flight (a second signal to each)."""
-        self._signal_all(signal.SIGTERM)
+        """Every worker drops its turns in flight."""
+        self._signal_all(ABORT_SIGNAL)
 
 
 def _result(process: multiprocessing.process.BaseProcess, pipe: Any) -> dict[str, Any]:
@@ -194,13 +349,21 @@ def _result(process: multiprocessing.process.BaseProcess, pipe: Any) -> dict[str
 
 
 def _worker_main(
-    work: ShardWork, config_json: str, run_dir: str, index: int, workers: int, pipe: Any
+    work: ShardWork,
+    config_json: str,
+    run_dir: str,
+    index: int,
+    workers: int,
+    pipe: Any,
+    counts: SharedCounts,
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
+    channel = WorkerChannel(index, workers, counts)
+    channel.listen()
     try:
         config = RunConfig.model_validate_json(config_json)
-        progress, run_s = asyncio.run(work(config, Path(run_dir), index, workers))
+        progress, run_s = asyncio.run(work(config, Path(run_dir), channel))
         pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
     except BaseException as exc:
         pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})

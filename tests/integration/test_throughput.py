@@ -8,14 +8,17 @@ beyond 3 requests in flight, so the adaptive limit really decreases and pauses.
 
 import asyncio
 import contextlib
+import functools
 import io
+import re
 from pathlib import Path
 
 import pytest
 
 from harness.config import ConfigError, load_config
 from harness.pipeline import execute
-from harness.records.schema import read_records
+from harness.records.schema import fails_task, read_records
+from harness.run.progress import ProgressLine
 from harness.run.workers import SHARDS_DIR, merge_shards
 from providers.concurrency import LIMIT_LOG, read_limit_log
 from testing.fake_server import running_fake_server
@@ -85,10 +88,14 @@ def reference(server, tmp_path_factory):
         {"concurrency": "auto", "concurrency_min": 1, "concurrency_max": 8},
         {"concurrency": 6, "workers": 3},
         {"concurrency": "auto", "concurrency_max": 8, "workers": 2},
+        {"concurrency": "auto", "concurrency_max": 10, "workers": 5},
+        {"concurrency": 4, "workers": EPISODES + 2},
     ],
-    ids=["auto", "3 workers", "auto, 2 workers"],
+    ids=["auto", "3 workers", "auto, 2 workers", "auto, 5 workers", "idle workers"],
 )
 def test_same_records_as_a_fixed_single_process_run(server, reference, settings, tmp_path):
+    """Five workers split the twelve episodes unevenly (3, 3, 2, 2, 2); with more workers
+    than episodes, two have none."""
     expected, expected_summary = reference
     summary = run(config(server.base_url, **settings), tmp_path)
     assert turns(tmp_path) == expected
@@ -152,3 +159,29 @@ def test_combinations_that_cannot_work_are_one_line_errors(section, value, messa
     with pytest.raises(ConfigError) as info:
         load_config(raw)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+LINE = re.compile(
+    r"(\d+)/(\d+) episodes \| [\d.]+ turns/s \| episodes without a failure (\d+)% \| "
+    r"([\d,]+) tokens \| cost unknown"
+)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_progress_line_counts_every_workers_turns(server, tmp_path, monkeypatch, workers):
+    """The last line drawn (after the workers exited) counts what the shards recorded."""
+    stream = io.StringIO()
+    shown = functools.partial(ProgressLine, stream=stream, force=True)
+    monkeypatch.setattr("harness.pipeline.ProgressLine", shown)
+    run(config(server.base_url, concurrency=6, workers=workers, progress=True), tmp_path)
+
+    last = stream.getvalue().split("\r")[-1].strip()
+    done, total, alive, tokens = LINE.fullmatch(last).groups()
+    records = read_records(tmp_path)  # the shards, merged
+    failed = {r.episode for r in records if fails_task(r)}
+    assert (int(done), int(total)) == (EPISODES, EPISODES)
+    assert int(tokens.replace(",", "")) == sum(
+        r.usage.prompt_tokens + r.usage.completion_tokens for r in records
+    )
+    assert int(alive) == round(100 * (EPISODES - len(failed)) / EPISODES)
+    assert 0 < len(failed) < EPISODES  # p = 0.8: the share is neither 0% nor 100%

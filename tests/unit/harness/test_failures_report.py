@@ -12,8 +12,7 @@ from matplotlib.image import imread
 from harness.analysis.summary import summarize
 from harness.config import load_config
 from harness.pipeline import execute
-from harness.records.manifest import build_manifest, write_manifest
-from harness.records.schema import TurnRecord, TurnWriter
+from harness.records.schema import TurnRecord
 from harness.report.failure_figures import (
     CATEGORY_COLORS,
     CATEGORY_FIGURE,
@@ -23,6 +22,7 @@ from harness.report.run_page import write_run_report
 from harness.report.sweep_page import write_sweep_report
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.run_dirs import written_run
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -34,45 +34,20 @@ def write_run(run_dir, *, wrong_as="value_only", label="hand"):
     hostile reply, e2 gives no answer at turn 2 and the true total at turn 3, which is not
     its shown base (turn 1's answer) plus the value: recovered.
     """
-    task_set = generate_task_set(samples=3, turns=4, k=1, seed=5)
-    config = load_config(
-        {
-            "model": {"provider": "scripted", "label": label},
-            "task": {"samples": 3, "turns": 4, "seed": 5},
-            "metrics": {"bootstrap": 0},
-        }
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, build_manifest(config, task_set, provider_label=label, simulated=False))
-    with TurnWriter(run_dir) as writer:
-        for episode in range(3):
-            base = 0
-            for turn in range(4):
-                truth = int(task_set.turn_truth[episode, turn])
-                value = int(task_set.step_values[episode, turn])
-                status, answer, reply = "ok", truth, format_answer(truth)
-                if episode == 0 and turn > 0:
-                    answer = value if wrong_as == "value_only" else base + value + 3
-                    reply = format_answer(answer)
-                elif episode == 1 and turn > 0:
-                    answer, reply = base, format_answer(base) + HOSTILE
-                elif episode == 2 and turn == 2:
-                    status, answer, reply = "no_answer", None, "I lost count"
-                writer.write(
-                    TurnRecord(
-                        episode=episode,
-                        turn=turn,
-                        keys=task_set.turn_keys(episode, turn),
-                        delta=int(task_set.turn_delta[episode, turn]),
-                        truth=truth,
-                        base=base,
-                        status=status,
-                        answer=answer,
-                        reply=reply,
-                    )
-                )
-                base = base if answer is None else answer
-    summarize(run_dir).write(run_dir)
+    values = generate_task_set(samples=3, turns=4, k=1, seed=5).step_values  # written_run's
+
+    def answers(episode, turn, truth, base):
+        value = int(values[episode, turn])
+        if episode == 0 and turn > 0:
+            answer = value if wrong_as == "value_only" else base + value + 3
+            return "ok", answer, format_answer(answer)
+        if episode == 1 and turn > 0:
+            return "ok", base, format_answer(base) + HOSTILE
+        if episode == 2 and turn == 2:
+            return "no_answer", None, "I lost count"
+        return "ok", truth, format_answer(truth)
+
+    written_run(run_dir, samples=3, turns=4, seed=5, bootstrap=0, answer_for=answers, label=label)
 
 
 def section(page):

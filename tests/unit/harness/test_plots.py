@@ -9,11 +9,8 @@ from matplotlib.text import Text
 from PIL import Image
 
 from harness.analysis.run_summary import read_summary
-from harness.analysis.summary import summarize
 from harness.config import load_config
 from harness.pipeline import execute
-from harness.records.manifest import build_manifest, write_manifest
-from harness.records.schema import TurnRecord, TurnWriter
 from harness.report.run_figures import (
     TASK_FIGURE,
     TURN_FIGURE,
@@ -27,8 +24,8 @@ from harness.report.run_figures import (
     write_run_figures,
 )
 from harness.report.survival_section import HAZARD_FIGURE
-from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.run_dirs import written_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -52,50 +49,6 @@ async def simulated_run(run_dir, *, p, samples=16, turns=10, k=2):
     )
     await execute(config, run_dir)
     return read_summary(run_dir)
-
-
-def written_run(run_dir, *, samples, turns, k, answer_for, simulated=False, label="tiny-model"):
-    """A run dir from records written directly: ``answer_for(e, t, truth)`` returns
-    (status, answer, reply); the summary comes from the real summarizer."""
-    task_set = generate_task_set(samples=samples, turns=turns, k=k, seed=3)
-    config = load_config(
-        {
-            "model": {"provider": "scripted", "label": label},
-            "task": {"samples": samples, "turns": turns, "k": k, "seed": 3},
-            "metrics": {"bootstrap": 50},
-        }
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(
-        run_dir, build_manifest(config, task_set, provider_label=label, simulated=simulated)
-    )
-    with TurnWriter(run_dir) as writer:
-        for episode in range(samples):
-            base = 0
-            for turn in range(turns):
-                truth = int(task_set.turn_truth[episode, turn])
-                status, answer, reply = answer_for(episode, turn, truth)
-                writer.write(
-                    TurnRecord(
-                        episode=episode,
-                        turn=turn,
-                        keys=task_set.turn_keys(episode, turn),
-                        delta=int(task_set.turn_delta[episode, turn]),
-                        truth=truth,
-                        base=base,
-                        status=status,
-                        answer=answer,
-                        reply=reply,
-                        error="connection reset" if status == "provider_error" else None,
-                    )
-                )
-                if status == "provider_error":
-                    break
-                if answer is not None:
-                    base = answer
-    summary = summarize(run_dir)
-    summary.write(run_dir)
-    return summary
 
 
 async def test_normal_run_writes_both_figures_as_real_pngs(tmp_path):
@@ -132,14 +85,14 @@ async def test_censored_run_is_drawn_and_labelled_as_a_lower_bound(tmp_path):
 def test_provider_errors_and_unscored_turns_do_not_break_the_figures(tmp_path):
     turns = 6
 
-    def answers(episode, turn, truth):
+    def answers(episode, turn, truth, base):
         if turn == turns - 1 or (episode == 0 and turn == 2):
             return "provider_error", None, ""
         if episode == 1 and turn == 1:
             return "bad_format", None, "I think it is about forty"
         return "ok", truth, format_answer(truth)
 
-    summary = written_run(tmp_path, samples=5, turns=turns, k=1, answer_for=answers)
+    summary = written_run(tmp_path, seed=3, samples=5, turns=turns, k=1, answer_for=answers)
     assert summary.turn_accuracy[-1] is None  # nothing scored at the last turn
     assert summary.index_accuracy[-1] is None
     assert summary.ci95.turn_accuracy[-1] == [None, None]
@@ -149,10 +102,10 @@ def test_provider_errors_and_unscored_turns_do_not_break_the_figures(tmp_path):
 
 
 def test_figures_name_model_and_mode_and_say_simulated_only_when_simulated(tmp_path):
-    def perfect(episode, turn, truth):
+    def perfect(episode, turn, truth, base):
         return "ok", truth, format_answer(truth)
 
-    summary = written_run(tmp_path, samples=3, turns=4, k=2, answer_for=perfect)
+    summary = written_run(tmp_path, seed=3, samples=3, turns=4, k=2, answer_for=perfect)
     for build in (turn_accuracy_figure, task_accuracy_figure):
         ax = build(summary).axes[0]
         assert "SIMULATED" not in ax.get_title()
@@ -203,10 +156,12 @@ def test_several_runs_overlay_on_one_axes_with_units_and_unit_interval():
 
 
 def test_a_dollar_in_a_model_label_is_drawn_literally(tmp_path):
-    def perfect(episode, turn, truth):
+    def perfect(episode, turn, truth, base):
         return "ok", truth, format_answer(truth)
 
-    summary = written_run(tmp_path, samples=2, turns=3, k=1, answer_for=perfect, label="m$1")
+    summary = written_run(
+        tmp_path, seed=3, samples=2, turns=3, k=1, answer_for=perfect, label="m$1"
+    )
     summary = summary.model_copy(
         update={"model": "cost$5 and $6"}
     )  # an unescaped pair would be math mode

@@ -12,11 +12,10 @@ from harness.analysis.summary import summarize
 from harness.commands import report_main as main
 from harness.config import load_config
 from harness.pipeline import execute
-from harness.records.manifest import build_manifest, write_manifest
-from harness.records.schema import TurnRecord, TurnWriter
+from harness.records.schema import TurnRecord
 from harness.report.run_page import MAX_TEXT_CHARS, first_failures, write_run_report
-from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.run_dirs import written_run
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -46,44 +45,6 @@ def record(episode, turn, *, truth=10, answer=10, status="ok", reply=None, base=
         answer=answer,
         reply=format_answer(answer) if reply is None else reply,
     )
-
-
-def written_run(run_dir, *, samples, turns, answer_for, label="tiny-model"):
-    """A non-simulated run dir from records written directly; ``answer_for(e, t, truth)``
-    returns (status, answer, reply). The summary comes from the real summarizer."""
-    task_set = generate_task_set(samples=samples, turns=turns, k=1, seed=5)
-    config = load_config(
-        {
-            "model": {"provider": "scripted", "label": label},
-            "task": {"samples": samples, "turns": turns, "seed": 5},
-            "metrics": {"bootstrap": 50},
-        }
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(run_dir, build_manifest(config, task_set, provider_label=label, simulated=False))
-    with TurnWriter(run_dir) as writer:
-        for episode in range(samples):
-            base = 0
-            for turn in range(turns):
-                truth = int(task_set.turn_truth[episode, turn])
-                status, answer, reply = answer_for(episode, turn, truth)
-                writer.write(
-                    TurnRecord(
-                        episode=episode,
-                        turn=turn,
-                        keys=task_set.turn_keys(episode, turn),
-                        delta=int(task_set.turn_delta[episode, turn]),
-                        truth=truth,
-                        base=base,
-                        status=status,
-                        answer=answer,
-                        reply=reply,
-                    )
-                )
-                base = base if answer is None else answer
-    summary = summarize(run_dir)
-    summary.write(run_dir)
-    return summary
 
 
 def assert_self_contained(page, figures=4):
@@ -123,7 +84,7 @@ async def test_censored_horizon_reads_as_a_lower_bound(tmp_path):
 
 
 def test_hostile_reply_appears_only_escaped_and_no_simulated_banner(tmp_path):
-    def answers(episode, turn, truth):
+    def answers(episode, turn, truth, base):
         if episode == 1 and turn == 2:
             return "ok", truth + 3, f"{format_answer(truth + 3)}{HOSTILE}"
         return "ok", truth, format_answer(truth)
@@ -138,7 +99,7 @@ def test_hostile_reply_appears_only_escaped_and_no_simulated_banner(tmp_path):
 
 
 def test_format_errors_are_shown_as_failures_and_counted(tmp_path):
-    def answers(episode, turn, truth):
+    def answers(episode, turn, truth, base):
         if episode == 0 and turn == 3:
             return "no_answer", None, "Let me think step by step..."
         return "ok", truth, format_answer(truth)
@@ -185,7 +146,7 @@ def test_a_resumed_turn_supersedes_its_failed_attempt():
 def test_long_replies_are_clipped_and_say_how_much_is_missing(tmp_path):
     long_reply = "x" * (MAX_TEXT_CHARS + 500)
 
-    def answers(episode, turn, truth):
+    def answers(episode, turn, truth, base):
         return "bad_format", None, long_reply
 
     written_run(tmp_path, samples=1, turns=2, answer_for=answers)
@@ -196,7 +157,7 @@ def test_long_replies_are_clipped_and_say_how_much_is_missing(tmp_path):
 
 def test_cli_writes_figures_and_report_and_prints_the_path(tmp_path, capsys):
     written_run(
-        tmp_path, samples=2, turns=3, answer_for=lambda e, t, x: ("ok", x, format_answer(x))
+        tmp_path, samples=2, turns=3, answer_for=lambda e, t, x, base: ("ok", x, format_answer(x))
     )
     main([str(tmp_path)])
     printed = capsys.readouterr().out.strip()
@@ -214,7 +175,7 @@ def test_cli_without_a_summary_fails_with_one_line(tmp_path, capsys):
 
 def test_a_summary_without_bootstrap_intervals_still_reports(tmp_path):
     written_run(
-        tmp_path, samples=3, turns=4, answer_for=lambda e, t, x: ("ok", x + (t == 2), "...")
+        tmp_path, samples=3, turns=4, answer_for=lambda e, t, x, base: ("ok", x + (t == 2), "...")
     )
     summary = summarize(tmp_path, resamples=0)
     assert summary.ci95.task_accuracy is None and summary.horizon.ci95 is None
