@@ -32,6 +32,7 @@ import pytest
 from clusters import local_slurm
 from clusters.local_slurm import LocalSlurm, free_port
 from testing.lhe_process import run_lhe
+from testing.requirements import unavailable
 
 LHE = [sys.executable, "-m", "harness.cli"]
 SWEEP = [
@@ -58,13 +59,6 @@ RAY_LOOPBACK_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
-
-
-def unavailable(reason: str) -> None:
-    """Skip the test, or fail it under CI where every engine is meant to be installed."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI installs it: see .ci/run)")
-    pytest.skip(reason)
 
 
 def lhe(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
