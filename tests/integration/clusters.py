@@ -31,6 +31,8 @@ import pytest
 
 from clusters import local_slurm
 from clusters.local_slurm import LocalSlurm, free_port
+from testing.lhe_process import run_lhe
+from testing.requirements import unavailable
 
 LHE = [sys.executable, "-m", "harness.cli"]
 SWEEP = [
@@ -59,13 +61,6 @@ RAY_LOOPBACK_ENV = {
 }
 
 
-def unavailable(reason: str) -> None:
-    """Skip the test, or fail it under CI where every engine is meant to be installed."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI installs it: see .ci/run)")
-    pytest.skip(reason)
-
-
 def lhe(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     """Run ``lhe`` to completion and return the finished process; fail with its stderr."""
     result = subprocess.run(
@@ -92,9 +87,14 @@ def sweep_records(sweep_dir: Path) -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="session", name="basic_sweep")
 def basic_sweep_fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """:data:`SWEEP` run once by Hydra's basic launcher (one job after another, in process)."""
+    """:data:`SWEEP` run once by Hydra's basic launcher (one job after another, in process),
+    forked from the preloaded server of :mod:`testing.lhe_process`."""
     sweep_dir = tmp_path_factory.mktemp("basic_sweep")
-    lhe("-m", *SWEEP, f"hydra.sweep.dir={sweep_dir}")
+    code, stderr = run_lhe(
+        ["-m", *SWEEP, f"hydra.sweep.dir={sweep_dir}"],
+        sweep_dir.with_name(f"{sweep_dir.name}.stderr"),
+    )
+    assert code == 0, stderr[-3000:]
     return sweep_dir
 
 

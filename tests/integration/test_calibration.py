@@ -6,6 +6,7 @@ from harness.cli import compose_config
 from harness.pipeline import execute
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("p", "k", "seed"), [(0.9, 1, 0), (0.97, 2, 1)])
 async def test_horizon_of_the_simulated_executor_matches_proposition_one(tmp_path, p, k, seed):
     """With independent errors at per-step accuracy p, H_0.5 = ln 0.5 / ln p (in steps)."""

@@ -14,6 +14,8 @@ from harness.commands import summarize_main
 from harness.pipeline import execute
 from harness.records.schema import TURNS_FILE
 
+pytestmark = pytest.mark.slow  # the shared run: 600 episodes x 40 turns, 300 resamples
+
 COMPLETE = ["model=simulated", "model.p=0.95", "task.turns=40", "task.samples=600"]
 
 

@@ -5,15 +5,14 @@ Each run goes to its own fake server, whose request log names the turn of every 
 trial): at seeded record counts, then once right after a resume started, then resumed until
 it completes. The final records must equal an uninterrupted run's, and no turn that was on disk
 when a process died may be asked for again afterwards. Every kill costs a fresh ``lhe``
-process (about 2.5 s of imports), hence a few runs with several kills each.
+process, hence a few runs with several kills each; each is forked from a server that imported
+the command once (``testing.lhe_process``), so a kill costs the run's work, not 2 s of imports.
 """
 
+import itertools
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pytest
 from harness.records.schema import TURNS_FILE, read_records
 from harness.run.runner import request_seed
 from testing.fake_server import running_fake_server
+from testing.lhe_process import LheProcess
 
 RUNS, PROGRESS_KILLS = 2, 5
 EPISODES, TURNS = 6, 10
@@ -44,22 +44,23 @@ LAST_ROUNDS = 2 * 3
 """Records a kill point keeps clear of at the end: two rounds of run.concurrency requests."""
 
 
-def lhe(*args: str) -> list[str]:
-    return [sys.executable, "-m", "harness.cli", *args]
-
-
 def first_command(base_url: str, run_dir: Path) -> list[str]:
-    return lhe(
+    """The arguments of ``lhe`` for the run's first start."""
+    return [
         "model=openai_compatible",
         "model.name=fake-model",
         f"model.base_url={base_url}",
         *TASK,
         f"hydra.run.dir={run_dir}",
-    )
+    ]
 
 
-def start(command: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_STARTED = itertools.count()
+
+
+def start(command: list[str], run_dir: Path) -> LheProcess:
+    """``lhe COMMAND`` in a process of its own; its stderr goes to a file beside the run."""
+    return LheProcess(command, run_dir.parent / f"{run_dir.name}.stderr{next(_STARTED)}")
 
 
 def lines_on_disk(path: Path) -> int:
@@ -69,18 +70,16 @@ def lines_on_disk(path: Path) -> int:
         return 0
 
 
-def kill(process: subprocess.Popen) -> bool:
+def kill(process: LheProcess) -> bool:
     """SIGKILL the process by its pid; True when it was still running."""
     running = process.poll() is None
     if running:
-        os.kill(process.pid, signal.SIGKILL)
-    process.communicate(timeout=TIMEOUT)
-    return running and process.returncode == -signal.SIGKILL
+        process.kill()
+    return running and process.wait(timeout=TIMEOUT) == -signal.SIGKILL
 
 
-def finish(process: subprocess.Popen) -> None:
-    _, stderr = process.communicate(timeout=TIMEOUT)
-    assert process.returncode == 0, stderr.decode()[-2000:]
+def finish(process: LheProcess) -> None:
+    assert process.wait(timeout=TIMEOUT) == 0, process.stderr()[-2000:]
 
 
 def request_log(path: Path) -> list[dict]:
@@ -142,26 +141,26 @@ def run_and_kill(number: int, tmp_path: Path) -> Trial:
             if room < 1:
                 break
             target = done + max(1, int(room * rng.uniform(0, 0.5)))
-            process = start(command)
+            process = start(command, trial.run_dir)
             deadline = time.monotonic() + TIMEOUT
             while process.poll() is None and lines_on_disk(turns_file) < target:
                 assert time.monotonic() < deadline, "the run never got going"
                 time.sleep(0.002)
-            command = lhe(f"resume={trial.run_dir}")
+            command = [f"resume={trial.run_dir}"]
             if not kill(process):
                 break  # finished first: complete, nothing left to kill
             snapshot(trial)
-        process = start(command)  # killed at once: during start-up or the replay
+        process = start(command, trial.run_dir)  # killed at once: during start-up or the replay
         if kill(process):
             snapshot(trial)
-        finish(start(command))
+        finish(start(command, trial.run_dir))
     return trial
 
 
 def reference_run(tmp_path: Path) -> tuple[list[tuple], set[tuple]]:
     run_dir, log = tmp_path / "reference", tmp_path / "reference_requests.jsonl"
     with running_fake_server(log_requests=str(log), **SERVER) as server:
-        finish(start(first_command(server.base_url, run_dir)))
+        finish(start(first_command(server.base_url, run_dir), run_dir))
     requests = {(r["seed"], r["conversation"]) for r in request_log(log)}
     return projection(run_dir), requests
 
@@ -205,10 +204,10 @@ def test_a_torn_last_line_loses_no_record_and_leaves_every_line_whole(tmp_path):
         "metrics.bootstrap=0",
     ]
     run_dir = tmp_path / "run"
-    finish(start(lhe(*args, f"hydra.run.dir={run_dir}")))
+    finish(start([*args, f"hydra.run.dir={run_dir}"], run_dir))
     complete = projection(run_dir)
     lines = (run_dir / TURNS_FILE).read_bytes().splitlines(keepends=True)
     # What SIGKILL in the middle of a write leaves: whole lines, then half of the next.
     (run_dir / TURNS_FILE).write_bytes(b"".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
-    finish(start(lhe(f"resume={run_dir}")))
+    finish(start([f"resume={run_dir}"], run_dir))
     assert projection(run_dir) == complete

@@ -22,6 +22,7 @@ def overrides(*extra):
     ]
 
 
+@pytest.mark.slow
 async def test_the_classifier_recovers_the_executors_error_mix(tmp_path):
     """2,000+ wrong turns of a known mix: every share within 3 points of the mix.
 
@@ -43,6 +44,7 @@ async def test_the_classifier_recovers_the_executors_error_mix(tmp_path):
     assert chance < shares["value_only"] / 10  # evidence, not an accident
 
 
+@pytest.mark.slow
 async def test_random_offset_errors_get_almost_no_value_only_by_chance(tmp_path):
     """Today's executor (no error_mix) only adds offsets; on the default dense dictionary the
     permutation baseline must not call many of them value_only."""

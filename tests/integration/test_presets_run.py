@@ -7,12 +7,12 @@ with any list the command overrides replaced by the override's.
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from testing.lhe_process import run_lhe
 
 pytestmark = pytest.mark.slow
 
@@ -41,12 +41,11 @@ def expected_jobs(preset: str, overrides: list[str]) -> int:
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_preset_composes_and_runs_its_sweep(preset, tmp_path):
     overrides = PRESETS[preset]
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "-m", f"experiment={preset}", *TINY, *overrides,
-         f"hydra.sweep.dir={tmp_path}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stderr = run_lhe(
+        ["-m", f"experiment={preset}", *TINY, *overrides, f"hydra.sweep.dir={tmp_path}"],
+        tmp_path.with_name(f"{tmp_path.name}.stderr"),
+    )
+    assert code == 0, stderr[-2000:]
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
     assert len(runs) == expected_jobs(preset, overrides) >= 1
     assert {run["status"] for run in runs} == {"complete"}

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from testing.lhe_process import run_lhe
+
 pytestmark = pytest.mark.slow
 
 
@@ -43,14 +45,16 @@ def frontier_by_hand(rows):
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
-    command = [
-        sys.executable, "-m", "harness.cli", "-m", "model=simulated",
-        "model.p=0.8,0.95", "+model.price.input=1,20", "+model.price.output=2",
-        "task.samples=30", "task.turns=12", "metrics.bootstrap=50", "run.progress=false",
-        f"hydra.sweep.dir={root}",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stderr = run_lhe(
+        [
+            "-m", "model=simulated",
+            "model.p=0.8,0.95", "+model.price.input=1,20", "+model.price.output=2",
+            "task.samples=30", "task.turns=12", "metrics.bootstrap=50", "run.progress=false",
+            f"hydra.sweep.dir={root}",
+        ],
+        root.with_name(f"{root.name}.stderr"),
+    )  # fmt: skip
+    assert code == 0, stderr[-2000:]
     return root
 
 

@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,7 @@ from harness.run.stopping import horizon_decided
 from providers.base import Sampling, Usage
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from tasks.generate import generate_task_set
+from testing.lhe_process import run_lhe
 
 SIM = ["model=simulated", "model.p=0.9", "metrics.bootstrap=100"]
 
@@ -33,6 +31,7 @@ async def test_after_failure_ends_each_episode_at_its_first_failure(tmp_path):
     assert summary.task_accuracy[-1] is not None and summary.notes
 
 
+@pytest.mark.slow
 async def test_after_failure_gives_the_same_horizon_for_fewer_tokens(tmp_path):
     common = [*SIM, "task.samples=80", "task.turns=40"]
     full = await execute(compose_config(common), tmp_path / "full")
@@ -102,6 +101,7 @@ def test_horizon_is_decided_only_when_the_interval_is_narrow():
     assert not horizon_decided(never_failing, k=1, s=0.5, precision=0.5, rng=rng)
 
 
+@pytest.mark.slow
 async def test_when_decided_gives_the_horizon_of_a_full_run_of_the_same_episodes(tmp_path):
     """The simulated replies are a function of the conversation and the request seed, so a
     full-length run of the episodes the early-stopped run started answers them identically.
@@ -138,11 +138,9 @@ async def test_a_resumed_run_counts_what_it_already_spent(tmp_path):
     assert len(read_records(tmp_path)) == 20 * 20
 
 
+@pytest.mark.slow
 def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
     command = [
-        sys.executable,
-        "-m",
-        "harness.cli",
         "-m",
         "model=simulated",
         "model.p=0.9,0.95,0.99",
@@ -153,8 +151,8 @@ def test_a_sweep_stops_every_job_once_the_sweep_budget_is_spent(tmp_path):
         "budget.sweep_max_tokens=100000",
         f"hydra.sweep.dir={tmp_path}",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    code, stderr = run_lhe(command, tmp_path.with_name(f"{tmp_path.name}.stderr"))
+    assert code == 0, stderr[-2000:]
     summaries = [read_summary(p.parent) for p in sorted(tmp_path.glob("*/summary.json"))]
     assert len(summaries) == 3
     spent = [s.tokens_spent.prompt_tokens + s.tokens_spent.completion_tokens for s in summaries]

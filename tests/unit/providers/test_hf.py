@@ -8,7 +8,6 @@ loaded model and use small ``max_tokens``.
 
 import asyncio
 import importlib.util
-import os
 import sys
 import threading
 
@@ -19,6 +18,7 @@ from providers.base import FatalProviderError, Message, MissingExtraError, Sampl
 from providers.local_models import SMOLLM2_FILE
 from tasks.generate import generate_task_set
 from tasks.prompts import system_prompt, user_message
+from testing.requirements import unavailable
 
 DICT_SIZE = 20
 NEEDED = {
@@ -84,10 +84,7 @@ def turns_reaching(provider, tokens: int) -> int:
 async def provider():
     for module, extra in NEEDED.items():
         if importlib.util.find_spec(module) is None:
-            reason = f"{module} (the `{extra}` extra) is not installed: see README, Tests"
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail(f"{reason}; CI installs it (.ci/run)")
-            pytest.skip(reason)
+            unavailable(f"{module} (the `{extra}` extra) is not installed: see README, Tests")
     from providers.hf import create
 
     provider = create({"device": "cpu"}, concurrency=1)
