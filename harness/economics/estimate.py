@@ -21,9 +21,7 @@ import numpy as np
 
 from harness.config import BudgetConfig, PriceConfig, RunConfig
 from harness.economics.costs import PER_MILLION, batch_price_note, format_usd
-from harness.economics.token_counts import MessageTokens, number_chars
-from tasks.parsing import format_answer
-from tasks.prompts import user_message
+from harness.economics.token_counts import ANSWER_TAG_CHARS, MessageTokens, number_chars
 from tasks.taskset import TaskSet
 
 THINKING_TOKENS_PER_KEY = 50
@@ -31,10 +29,6 @@ THINKING_TOKENS_PER_KEY = 50
 models vary by an order of magnitude here; run a few episodes and read the summary's
 ``usage.reasoning_tokens`` for the real figure."""
 
-_KEY_SEPARATOR = len(user_message(["", ""]))
-"""Characters between two keys of a user message."""
-_ANSWER_TAG = len(format_answer(0)) - 1
-"""Characters of the answer tag around the number."""
 _COT_LINE = len(" + ") + len(" (") + len(") = ")
 """Characters of a CoT line besides its numbers and word: the worked example writes
 ``before + word (value) = after`` (see :func:`tasks.prompts.demo_turns`)."""
@@ -89,7 +83,7 @@ def _cot_reply_chars(task_set: TaskSet, word_chars: np.ndarray) -> np.ndarray:
         + 1  # the newline after each line
     )
     per_turn = lines.reshape(task_set.samples, task_set.turns, task_set.k).sum(axis=2)
-    return per_turn + _ANSWER_TAG + number_chars(task_set.turn_truth)
+    return per_turn + ANSWER_TAG_CHARS + number_chars(task_set.turn_truth)
 
 
 def _kept(exchange: np.ndarray, window: int | None) -> np.ndarray:

@@ -35,8 +35,10 @@ TokenCounter = Callable[[list[Message]], int]
 SAMPLES_PER_PART = 8
 """Totals of each digit length, and CoT replies, counted to measure their tokens."""
 
-_SEPARATOR_CHARS = len(user_message(["", ""]))
-_ANSWER_TAG_CHARS = len(format_answer(0)) - 1
+SEPARATOR_CHARS = len(user_message(["", ""]))
+"""Characters between two keys of a user message."""
+ANSWER_TAG_CHARS = len(format_answer(0)) - 1
+"""Characters of the answer tag around the number."""
 
 
 def number_chars(values: np.ndarray) -> np.ndarray:
@@ -86,7 +88,7 @@ class MessageTokens:
     def answers(self, totals: np.ndarray) -> np.ndarray:
         """Tokens of the answer tag of each total (same shape)."""
         classes = _number_class(totals)
-        fallback = self.answer_per_char * (_ANSWER_TAG_CHARS + number_chars(totals))
+        fallback = self.answer_per_char * (ANSWER_TAG_CHARS + number_chars(totals))
         out = fallback.astype(float)
         for number_class, tokens in self.answer_by_class.items():
             out[classes == number_class] = tokens
@@ -103,7 +105,7 @@ class MessageTokens:
             user_wrapper=0.0,
             assistant_wrapper=0.0,
             words=np.array([len(w) for w in task_set.words], dtype=float) / chars_per_token,
-            separator=_SEPARATOR_CHARS / chars_per_token,
+            separator=SEPARATOR_CHARS / chars_per_token,
             answer_by_class={},
             answer_per_char=1 / chars_per_token,
             cot_per_char=1 / chars_per_token,
@@ -115,14 +117,14 @@ class MessageTokens:
         """Every part counted by the model's tokenizer (a few hundred short renderings)."""
         system = Message("system", system_prompt(task_set.dictionary, mode, task_set.k))  # type: ignore[arg-type]
         empty_user = Message("user", "")
+        empty_exchange = [empty_user, Message("assistant", "")]
+        user_alone, exchange_alone = count([empty_user]), count(empty_exchange)
 
         def user_tokens(text: str) -> int:
-            return count([Message("user", text)]) - count([empty_user])
+            return count([Message("user", text)]) - user_alone
 
         def reply_tokens(text: str) -> int:
-            return count([empty_user, Message("assistant", text)]) - count(
-                [empty_user, Message("assistant", "")]
-            )
+            return count([empty_user, Message("assistant", text)]) - exchange_alone
 
         base = count([system])
         words = np.array([user_tokens(w) for w in task_set.words], dtype=float)
@@ -151,9 +153,7 @@ class MessageTokens:
         return cls(
             system=float(base),
             user_wrapper=float(count([system, empty_user]) - base),
-            assistant_wrapper=float(
-                count([system, empty_user, Message("assistant", "")]) - count([system, empty_user])
-            ),
+            assistant_wrapper=float(count([system, *empty_exchange]) - count([system, empty_user])),
             words=words,
             separator=separator,
             answer_by_class=answer_by_class,
