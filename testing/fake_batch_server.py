@@ -22,9 +22,7 @@ the hold is lifted (``null``): a test can kill a client while it polls, determin
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import dataclasses
 import hashlib
 import json
 import random
@@ -44,6 +42,7 @@ from testing.fake_server import (
     _error,
     _json,
     launched_server,
+    options_from_flags,
 )
 
 
@@ -282,15 +281,7 @@ async def serve(options: BatchServerOptions) -> None:
 
 def parse_options(argv: list[str] | None = None) -> BatchServerOptions:
     """Command-line flags, one per option field."""
-    parser = argparse.ArgumentParser(prog="python -m testing.fake_batch_server")
-    for f in dataclasses.fields(BatchServerOptions):
-        kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
-        if isinstance(f.default, bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            kwargs["type"] = type(f.default)
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
-    return BatchServerOptions(**vars(parser.parse_args(argv)))
+    return options_from_flags(BatchServerOptions, "python -m testing.fake_batch_server", argv)
 
 
 @dataclass(frozen=True)

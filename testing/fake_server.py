@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import httpx
 import orjson
@@ -48,6 +48,9 @@ import orjson
 from harness.event_loop import run_async
 from providers.base import Message, Sampling
 from providers.simulated import SimulatedConfig, SimulatedProvider
+
+OptionsT = TypeVar("OptionsT")
+"""An options dataclass (:class:`ServerOptions` or the batch server's)."""
 
 FAULTS = ("429", "500", "503", "stall", "drop", "malformed", "no_choices", "html", "big_body")
 """Fault kinds, in the order their rates are stacked on the unit interval."""
@@ -385,17 +388,30 @@ async def serve(options: ServerOptions) -> None:
         await server.serve_forever()
 
 
-def parse_options(argv: list[str] | None = None) -> ServerOptions:
-    """Command-line flags, generated from :class:`ServerOptions`."""
-    parser = argparse.ArgumentParser(prog="python -m testing.fake_server", description=__doc__)
-    for f in dataclasses.fields(ServerOptions):
+def options_from_flags(
+    options: type[OptionsT], prog: str, argv: list[str] | None, **parser: Any
+) -> OptionsT:
+    """An options dataclass from command-line flags, one ``--flag`` per field.
+
+    Each field's default sets the flag's type (a bool is ``--flag/--no-flag``) and its
+    ``metadata["help"]`` the help text; both fake servers build their command line this way.
+    """
+    arguments = argparse.ArgumentParser(prog=prog, **parser)
+    for f in dataclasses.fields(options):  # type: ignore[arg-type]
         kwargs: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
         if isinstance(f.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = type(f.default)
-        parser.add_argument("--" + f.name.replace("_", "-"), **kwargs)
-    return ServerOptions(**vars(parser.parse_args(argv)))
+        arguments.add_argument("--" + f.name.replace("_", "-"), **kwargs)
+    return options(**vars(arguments.parse_args(argv)))
+
+
+def parse_options(argv: list[str] | None = None) -> ServerOptions:
+    """Command-line flags, generated from :class:`ServerOptions`."""
+    return options_from_flags(
+        ServerOptions, "python -m testing.fake_server", argv, description=__doc__
+    )
 
 
 def option_args(options: ServerOptions) -> list[str]:

@@ -41,3 +41,19 @@ def reported_model_id(records: list[TurnRecord]) -> str | None:
     """The model id reported most often (ties: the one seen first), None if never one."""
     ids = Counter(r.model_id for r in records if r.model_id)
     return ids.most_common(1)[0][0] if ids else None
+
+
+def first_below(curve: list[float | None], s: float, k: int) -> float:
+    """Where a task-accuracy curve first falls below ``s``, in steps, read off by hand.
+
+    Accuracy is 1 at length 0 and linear between turns (``k`` steps each); a turn with no
+    value keeps the previous one. Never falling below ``s``: the last length observed.
+    """
+    previous_length, previous = 0.0, 1.0
+    for turn, accuracy in enumerate(curve, start=1):
+        accuracy = previous if accuracy is None else accuracy
+        if accuracy < s:
+            fraction = (previous - s) / (previous - accuracy)
+            return previous_length + fraction * (turn * k - previous_length)
+        previous_length, previous = float(turn * k), accuracy
+    return previous_length

@@ -22,6 +22,7 @@ from harness.pipeline import execute, prepare
 from harness.records.schema import MAX_STORED_CHARS, TURNS_FILE, latest_records, read_records
 from providers.openai_compatible import FDS_BESIDES_CONNECTIONS, create
 from testing.fake_server import FAST_RETRIES, RETRIED_FAULTS, free_port, running_fake_server
+from testing.oracles import first_below
 
 EPISODES, TURNS = 6, 6
 SERVER = {"p": 0.8, "retry_after": 0.05, "stall_seconds": 4.0}
@@ -67,18 +68,6 @@ async def run(run_config: RunConfig, run_dir: Path) -> tuple[dict, str]:
     with contextlib.redirect_stdout(printed):
         summary = await execute(run_config, run_dir)
     return summary, printed.getvalue()
-
-
-def first_below(curve: list[float | None], s: float, k: int) -> float:
-    """Where a task-accuracy curve first falls below s, interpolated from length 0 at 1."""
-    previous_length, previous = 0.0, 1.0
-    for turn, accuracy in enumerate(curve, start=1):
-        accuracy = previous if accuracy is None else accuracy
-        if accuracy < s:
-            fraction = (previous - s) / (previous - accuracy)
-            return previous_length + fraction * (turn * k - previous_length)
-        previous_length, previous = float(turn * k), accuracy
-    return previous_length
 
 
 def outcomes(run_dir: Path) -> dict[tuple[int, int], tuple]:

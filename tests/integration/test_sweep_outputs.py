@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from testing.lhe_process import run_lhe
+from testing.oracles import first_below
 
 pytestmark = pytest.mark.slow
 
@@ -18,18 +19,6 @@ pytestmark = pytest.mark.slow
 def command(name):
     """The README's console script, from the environment running the tests."""
     return str(Path(sys.executable).parent / name)
-
-
-def first_below(curve, s, k):
-    """Where a task-accuracy curve first falls below s, interpolated from length 0 at 1."""
-    previous_length, previous = 0.0, 1.0
-    for turn, accuracy in enumerate(curve, start=1):
-        accuracy = previous if accuracy is None else accuracy
-        if accuracy < s:
-            fraction = (previous - s) / (previous - accuracy)
-            return previous_length + fraction * (turn * k - previous_length)
-        previous_length, previous = float(turn * k), accuracy
-    return previous_length
 
 
 def frontier_by_hand(rows):
