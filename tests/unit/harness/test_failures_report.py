@@ -2,12 +2,8 @@
 
 import html
 import re
-import shutil
-import subprocess
 
-import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from harness.analysis.summary import summarize
 from harness.config import load_config
@@ -22,6 +18,7 @@ from harness.report.run_page import write_run_report
 from harness.report.sweep_page import write_sweep_report
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.browser import BROWSER, hex_color, pixels_near, screenshot
 from testing.run_dirs import written_run
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -121,16 +118,6 @@ def test_sweep_report_shows_categories_per_run(tmp_path):
     assert f'alt="{figure.stem}"' in page
 
 
-BROWSER = next(
-    (path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None
-)
-
-
-def _pixels_near(image, hex_color, tolerance=0.03):
-    color = np.array([int(hex_color[i : i + 2], 16) for i in (1, 3, 5)]) / 255
-    return int((np.abs(image[..., :3] - color) < tolerance).all(axis=-1).sum())
-
-
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine")
 async def test_mixed_error_profile_report_draws_its_categories_in_chromium(tmp_path):
     """A simulated run with a mixed error profile: the browser draws the category figure.
@@ -153,26 +140,6 @@ async def test_mixed_error_profile_report_draws_its_categories_in_chromium(tmp_p
     run_dir = tmp_path / "run"
     await execute(config, run_dir)
     page = write_run_report(run_dir)
-    shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            BROWSER,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,4000",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    image = imread(shot)
-    assert _pixels_near(image, CATEGORY_COLORS["value_only"]) > 3000
-    assert _pixels_near(image, CATEGORY_COLORS["stale"]) > 1000
+    image = screenshot(page, tmp_path, width=1280, height=4000)
+    assert pixels_near(image, hex_color(CATEGORY_COLORS["value_only"]), 0.03) > 3000
+    assert pixels_near(image, hex_color(CATEGORY_COLORS["stale"]), 0.03) > 1000

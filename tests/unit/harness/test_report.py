@@ -1,11 +1,8 @@
 import html
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from harness.analysis.run_summary import read_summary
 from harness.analysis.summary import summarize
@@ -15,6 +12,7 @@ from harness.pipeline import execute
 from harness.records.schema import TurnRecord
 from harness.report.run_page import MAX_TEXT_CHARS, first_failures, write_run_report
 from tasks.parsing import format_answer
+from testing.browser import BROWSER, pixels_near, screenshot
 from testing.run_dirs import written_run
 
 HOSTILE = "<script>alert(1)</script>"
@@ -185,28 +183,9 @@ def test_a_summary_without_bootstrap_intervals_still_reports(tmp_path):
     assert "95% CI [" not in page
 
 
-# The report as a browser draws it. Chromium is not a project dependency: where it is not
-# installed (CI) the test skips; `apt-get install chromium` runs it.
-BROWSER = next(
-    (path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None
-)
-# Flags that keep a sandboxed, offline Chromium from reaching out or waiting on services.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# The report as a browser draws it (skips where Chromium is not installed).
 MATPLOTLIB_BLUE = np.array([0x1F, 0x77, 0xB4]) / 255  # "C0": the first curve of each figure
 BANNER_RED = np.array([0xC0, 0x39, 0x2B]) / 255  # the SIMULATED banner's border
-
-
-def pixels_near(image: np.ndarray, color: np.ndarray, tolerance: float = 0.06) -> int:
-    return int((np.abs(image[..., :3] - color) < tolerance).all(axis=-1).sum())
 
 
 @pytest.mark.skipif(BROWSER is None, reason="no Chromium on this machine")
@@ -214,23 +193,9 @@ async def test_report_renders_with_its_figures_in_headless_chromium(tmp_path):
     run_dir = tmp_path / "run"
     await simulated_run(run_dir, p=0.85, samples=20, turns=10)
     page = write_run_report(run_dir)
-    shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            BROWSER,
-            *FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,2400",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    image = imread(shot)
+    image = screenshot(page, tmp_path, width=1280, height=2400)
     assert image.shape[:2] == (2400, 1280)
     # The embedded figures were decoded and drawn (their curves are matplotlib blue, which
     # nothing else on the page uses), and the banner says SIMULATED.
-    assert pixels_near(image, MATPLOTLIB_BLUE) > 2000
-    assert pixels_near(image, BANNER_RED) > 500
+    assert pixels_near(image, MATPLOTLIB_BLUE, 0.06) > 2000
+    assert pixels_near(image, BANNER_RED, 0.06) > 500
