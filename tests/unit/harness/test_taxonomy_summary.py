@@ -5,13 +5,11 @@ import json
 from harness.analysis.run_summary import SUMMARY_FILE
 from harness.analysis.summary import summarize
 from harness.commands import summarize_main as main
-from harness.config import load_config
 from harness.files import read_json
-from harness.records.manifest import build_manifest, write_manifest
-from harness.records.schema import TurnRecord, TurnWriter
 from harness.report.text import format_table
 from tasks.generate import generate_task_set
 from tasks.parsing import format_answer
+from testing.run_dirs import written_run
 
 SEED = 5
 
@@ -22,18 +20,7 @@ def write_run(run_dir):
     e0: correct, value_only, no_answer ("I think 99999": flexible finds a wrong integer)
     e1: stale (answers 0), no_answer ("the total is T": flexible rescues it), provider_error
     """
-    task_set = generate_task_set(samples=2, turns=3, k=1, seed=SEED)
-    config = load_config(
-        {
-            "model": {"provider": "scripted", "label": "hand"},
-            "task": {"samples": 2, "turns": 3, "seed": SEED},
-            "metrics": {"bootstrap": 0},
-        }
-    )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_manifest(
-        run_dir, build_manifest(config, task_set, provider_label="hand", simulated=False)
-    )
+    task_set = generate_task_set(samples=2, turns=3, k=1, seed=SEED)  # written_run's
     truth, values = task_set.turn_truth, task_set.step_values
     assert truth[0, 0] != 0 and truth[1, 0] != 0  # else "value_only" and "stale" would differ
     value = int(values[0, 1])
@@ -45,25 +32,15 @@ def write_run(run_dir):
         (1, 1): ("no_answer", None, f"the total is {int(truth[1, 1])}"),
         (1, 2): ("provider_error", None, ""),
     }
-    with TurnWriter(run_dir) as writer:
-        for episode in range(2):
-            base = 0
-            for turn in range(3):
-                status, answer, reply = plan[(episode, turn)]
-                writer.write(
-                    TurnRecord(
-                        episode=episode,
-                        turn=turn,
-                        keys=task_set.turn_keys(episode, turn),
-                        delta=int(task_set.turn_delta[episode, turn]),
-                        truth=int(truth[episode, turn]),
-                        base=base,
-                        status=status,
-                        answer=answer,
-                        reply=reply,
-                    )
-                )
-                base = base if answer is None else answer
+    written_run(
+        run_dir,
+        samples=2,
+        turns=3,
+        seed=SEED,
+        bootstrap=0,
+        label="hand",
+        answer_for=lambda episode, turn, truth, base: plan[(episode, turn)],
+    )
 
 
 def test_taxonomy_counts_shares_and_per_turn(tmp_path):
