@@ -97,7 +97,7 @@ class BatchAPI(BatchBackend):
                 return response
             message = f"HTTP {status}: {text}"
             if kind in ("fatal", "context_exceeded"):
-                field = "model.api_key_env" if status in (401, 403) else "model.batch"
+                field = retry.fatal_field(status, "model.batch")
                 raise FatalProviderError(f"{field}: {method} {url} was refused ({message})")
             after = retry.parse_retry_after(response.headers.get("retry-after"))
             raise RetryableError(kind, message, retry_after=after, reason=str(status))

@@ -51,7 +51,7 @@ from providers.base import (
 )
 from providers.batch_state import BatchEntry, StateFile, body_digest
 from providers.openai_compatible import build_request_body, parse_response
-from providers.retry import RetryableError, classify_status, one_line
+from providers.retry import RetryableError, classify_status, fatal_field, one_line
 
 BatchMode = Literal["off", "api", "command"]
 
@@ -151,7 +151,7 @@ def line_result(raw: dict[str, Any] | None, line: Line, status: str | None) -> C
     if kind == "context_exceeded":
         return ChatResult(outcome="context_exceeded", error=message)
     if kind == "fatal":
-        field_name = "model.api_key_env" if status_code in (401, 403) else "model"
+        field_name = fatal_field(status_code)
         raise FatalProviderError(f"{field_name}: batch line {line.custom_id} failed ({message})")
     return Resend(str(status_code), message)
 

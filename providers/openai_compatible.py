@@ -293,7 +293,7 @@ class OpenAICompatibleProvider(Provider):
             raise FatalProviderError(
                 f"model.base_url: cannot connect to {self.config.base_url} ({reason})"
             ) from None
-        if status in (401, 403):
+        if status in retry.AUTH_STATUSES:
             field = self.config.api_key_env or "(empty)"
             raise FatalProviderError(
                 f"model.api_key_env: {url} refused the credentials from {field} "
@@ -375,7 +375,7 @@ class OpenAICompatibleProvider(Provider):
         if kind == "context_exceeded":
             return ChatResult(outcome="context_exceeded", error=message)
         if kind == "fatal":
-            field = "model.api_key_env" if status in (401, 403) else "model"
+            field = retry.fatal_field(status)
             raise FatalProviderError(f"{field}: {url} rejected the request ({message})")
         raise RetryableError(kind, message, retry_after=retry_after, reason=str(status))
 

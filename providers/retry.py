@@ -106,6 +106,19 @@ def classify_status(status: int, error_text: str) -> ErrorKind | None:
     return "fatal"
 
 
+AUTH_STATUSES = frozenset({401, 403})
+"""Refusals of the credentials: a fatal reply with one of these names ``model.api_key_env``."""
+
+
+def fatal_field(status: int, otherwise: str = "model") -> str:
+    """The config field a fatal HTTP reply is blamed on, for its one-line error.
+
+    Refused credentials point at ``model.api_key_env``; anything else at ``otherwise``
+    (the model section, or the setting whose request it was).
+    """
+    return "model.api_key_env" if status in AUTH_STATUSES else otherwise
+
+
 def classify_exception(exc: BaseException) -> ErrorKind | None:
     """The kind of a transport failure; ``None`` for exceptions that are not the clients'.
 
