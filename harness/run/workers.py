@@ -1,6 +1,6 @@
 """Shard the episodes of one run over several processes (``run.workers=N``).
 
-One event loop spends about half a millisecond of CPU per HTTP request, so one process tops
+One event loop spends 0.2-0.5 ms of CPU per HTTP request (by machine), so one process tops
 out at a few thousand requests a second; a GPU server answers more. With ``run.workers=N``
 the parent starts N processes (forked from a fresh server process, never from the parent's
 running event loop), worker
