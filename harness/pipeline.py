@@ -22,6 +22,7 @@ from harness.economics.estimate import RunEstimate, estimate_run, exceeds_budget
 from harness.economics.token_counts import MessageTokens
 from harness.event_loop import run_async
 from harness.records.manifest import MANIFEST_FILE, build_manifest, read_manifest, write_manifest
+from harness.records.run_lock import LOCK_FILE, holding
 from harness.records.schema import TurnRecord
 from harness.records.sessions import SessionRecord, SessionStatus, append_session
 from harness.report.run_page import write_run_report
@@ -272,6 +273,19 @@ async def execute(
         return estimate
     check_budget(config, estimate, price)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with holding(run_dir / LOCK_FILE, busy="another lhe session"):
+        return await _execute(config, run_dir, task_set, price, estimate, sweep_dir)
+
+
+async def _execute(
+    config: RunConfig,
+    run_dir: Path,
+    task_set: TaskSet,
+    price: PriceConfig | None,
+    estimate: RunEstimate,
+    sweep_dir: Path | None,
+) -> RunSummary:
+    """The session itself, with the run directory locked."""
     resuming = check_resumable(run_dir, config)
     merge_shards(run_dir)  # a sharded session that was killed left its records per worker
     started = datetime.now(timezone.utc)
@@ -430,9 +444,16 @@ async def run_shard(
     merges into ``turns.jsonl``; ``channel`` brings the parent's signals and takes the
     progress counts back.
     """
-    task_set = make_task_set(config)
     shard_dir = run_dir / SHARDS_DIR / str(channel.index)
     shard_dir.mkdir(parents=True, exist_ok=True)
+    with holding(shard_dir / LOCK_FILE, busy=f"worker {channel.index} of another session"):
+        return await _run_shard(config, run_dir, shard_dir, channel)
+
+
+async def _run_shard(
+    config: RunConfig, run_dir: Path, shard_dir: Path, channel: WorkerChannel
+) -> tuple[RunProgress, float]:
+    task_set = make_task_set(config)
     provider = await make_provider(config)
     limit = adaptive_limit(config, provider, run_dir, worker=channel.index)
     provider = with_cache(config, provider)

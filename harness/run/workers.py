@@ -10,6 +10,13 @@ i runs episodes i, i + N, i + 2N, ... with its own event loop, connection pool a
 ``turns.jsonl`` and removes them, so every later stage reads one file; a session killed
 before that leaves the shards, and the next session merges them before it reads anything.
 
+A worker outlives no session: it holds its shard's lock (:mod:`harness.records.run_lock`)
+while it runs, so the next session waits for it instead of merging under it, and it watches a
+pipe whose other end only the parent holds. When the parent dies without passing a signal on
+(SIGKILL, the terminal closed), the pipe reads end-of-file and the worker does what the first
+Ctrl-C asks: finish the turns in flight, record them, exit. A worker whose run ends in a fatal
+error (a rejected API key, say) makes the parent stop the others the same way.
+
 Each episode is still one coroutine in one process and every request's seed depends only on
 (run seed, episode, turn), so the records are those of ``run.workers=1`` (file order and
 timings aside). ``run.concurrency`` (or ``concurrency_min``/``_max``) is split between the
@@ -49,6 +56,7 @@ from typing import Any
 
 from harness.config import RunConfig
 from harness.event_loop import run_async
+from harness.records.run_lock import LOCK_FILE, holding
 from harness.records.schema import TURNS_FILE, TurnRecord, drop_torn_tail
 from harness.run.progress import REFRESH_SECONDS, EpisodeTally, ProgressCounts, ProgressLine
 from harness.run.runner import Runner, RunProgress
@@ -99,10 +107,13 @@ class WorkerChannel:
     left unread (nothing is in flight any more).
     """
 
-    def __init__(self, index: int, workers: int, counts: SharedCounts) -> None:
+    def __init__(self, index: int, workers: int, counts: SharedCounts, parent: Any = None) -> None:
         self.index = index
         self.workers = workers
         self.counts = counts
+        self.parent = parent
+        """Read end of a pipe only the parent writes to (a ``Connection``): end-of-file when
+        the parent has died. ``None``: not watched (a channel made in a test)."""
         self.tally = EpisodeTally()
         self._runner: Runner | None = None
         self._wakeup = -1
@@ -123,12 +134,20 @@ class WorkerChannel:
         self._runner = runner
         loop = asyncio.get_running_loop()
         loop.add_reader(self._wakeup, self._read_signals)
+        if self.parent is not None:  # readable only at end-of-file: the parent never writes
+            loop.add_reader(self.parent.fileno(), self._parent_gone)
         self._read_signals()  # any from start-up, applied before the first episode starts
         try:
             yield
         finally:
             loop.remove_reader(self._wakeup)
+            if self.parent is not None:
+                loop.remove_reader(self.parent.fileno())
             self._publish(runner.progress)
+
+    def _parent_gone(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.parent.fileno())  # EOF stays readable
+        self._apply(STOP_SIGNAL, why="the parent process is gone; ")
 
     def _read_signals(self) -> None:
         try:
@@ -139,14 +158,15 @@ class WorkerChannel:
             if number in FORWARDED:
                 self._apply(signal.Signals(number))
 
-    def _apply(self, sig: signal.Signals) -> None:
+    def _apply(self, sig: signal.Signals, why: str = "") -> None:
         runner = self._runner
         assert runner is not None  # only called while attached
-        runner.stop(f"signal {sig.name}")
+        runner.stop("parent process gone" if why else f"signal {sig.name}")
         if sig == ABORT_SIGNAL:
             runner.abort()
         what = "dropping" if sig == ABORT_SIGNAL else "finishing"
-        sys.stderr.write(f"lhe: worker {self.index}: {what} its turns in flight\n")  # one write
+        line = f"lhe: worker {self.index}: {why}{what} its turns in flight\n"
+        sys.stderr.write(line)  # one write
         sys.stderr.flush()
 
     def on_turn(self, record: TurnRecord, progress: RunProgress) -> None:
@@ -197,6 +217,10 @@ def merge_shards(run_dir: Path) -> int:
     Returns the number of lines moved. Safe to repeat after a crash halfway: a shard is
     deleted only after its lines are on disk in the main file, and a shard's torn last line
     (a worker killed mid-write) is dropped first.
+
+    Raises:
+        RunDirectoryInUse: The worker of a shard is still running (its parent died; it is
+            finishing its turns in flight).
     """
     shards = run_dir / SHARDS_DIR
     if not shards.is_dir():
@@ -205,16 +229,17 @@ def merge_shards(run_dir: Path) -> int:
     target = run_dir / TURNS_FILE
     drop_torn_tail(target)
     for shard in sorted(p for p in shards.iterdir() if p.is_dir()):
-        source = shard / TURNS_FILE
-        if source.exists():
-            drop_torn_tail(source)
-            with source.open("rb") as lines, target.open("ab") as out:
-                for line in lines:
-                    out.write(line)
-                    moved += 1
-                out.flush()
-                os.fsync(out.fileno())
-        shutil.rmtree(shard)
+        with holding(shard / LOCK_FILE, busy=f"worker {shard.name} of an earlier session"):
+            source = shard / TURNS_FILE
+            if source.exists():
+                drop_torn_tail(source)
+                with source.open("rb") as lines, target.open("ab") as out:
+                    for line in lines:
+                        out.write(line)
+                        moved += 1
+                    out.flush()
+                    os.fsync(out.fileno())
+            shutil.rmtree(shard)
     shards.rmdir()
     return moved
 
@@ -276,12 +301,24 @@ class ShardedRunner:
         shard_config = worker_config(self.config, self.workers).model_dump_json()
         pipes = []
         workers = self.workers
+        # The parent's end of every worker's "parent alive" pipe: never written, closed only
+        # by this process's exit, which the workers then read as end-of-file.
+        watched, alive = context.Pipe(duplex=False)
         for index in range(workers):
             receive, send = context.Pipe(duplex=False)
             counts = context.RawValue(SharedCounts)
             process = context.Process(
                 target=_worker_main,
-                args=(self.work, shard_config, str(self.run_dir), index, workers, send, counts),
+                args=(
+                    self.work,
+                    shard_config,
+                    str(self.run_dir),
+                    index,
+                    workers,
+                    send,
+                    counts,
+                    watched,
+                ),
                 name=f"lhe-worker-{index}",
             )
             process.start()
@@ -289,13 +326,15 @@ class ShardedRunner:
             self._processes.append(process)
             self._counts.append(counts)
             pipes.append(receive)
+        watched.close()
         refresh = asyncio.create_task(self._refresh()) if self.progress_line else None
         try:
             waits = zip(self._processes, pipes, strict=True)
-            parts = await asyncio.gather(*(asyncio.to_thread(_result, p, c) for p, c in waits))
+            parts = await asyncio.gather(*(self._wait(p, c) for p, c in waits))
         finally:
             if refresh is not None:
                 refresh.cancel()
+            alive.close()
         self.show_progress()  # the final counts: every worker has exited
         merge_shards(self.run_dir)
         self.worker_cpu = [part.get("cpu_s", 0.0) for part in parts]
@@ -305,6 +344,13 @@ class ShardedRunner:
             progress.stopped_by = self.progress.stopped_by
         self.progress = progress
         return progress
+
+    async def _wait(self, process: multiprocessing.process.BaseProcess, pipe: Any) -> dict:
+        """One worker's result; a fatal error in it stops the others (as one process would)."""
+        part = await asyncio.to_thread(_result, process, pipe)
+        if part.get("fatal_error") is not None:
+            self._signal_all(STOP_SIGNAL)
+        return part
 
     def counts(self) -> ProgressCounts:
         """The progress-line counts of the whole run: the sum of what the workers wrote."""
@@ -357,18 +403,20 @@ def _worker_main(
     workers: int,
     pipe: Any,
     counts: SharedCounts,
+    parent: Any,
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
-    channel = WorkerChannel(index, workers, counts)
+    channel = WorkerChannel(index, workers, counts, parent)
     channel.listen()
     try:
         config = RunConfig.model_validate_json(config_json)
         # asyncio's loop, not uvloop: uvloop points signal.set_wakeup_fd at its own socket
         # when it starts, and the channel's wakeup pipe would never hear the parent.
         progress, run_s = run_async(work(config, Path(run_dir), channel), loop="asyncio")
-        pipe.send({**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s})
+        part = {**dataclasses.asdict(progress), "cpu_s": time.process_time(), "run_s": run_s}
     except BaseException as exc:
-        pipe.send({"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"})
-    finally:
-        pipe.close()
+        part = {"fatal_error": f"run.workers: worker {index}: {type(exc).__name__}: {exc}"}
+    with suppress(OSError):  # BrokenPipeError when the parent is gone: its records are on disk
+        pipe.send(part)
+    pipe.close()

@@ -8,6 +8,7 @@ import pytest
 from harness.cli import compose_config
 from harness.config import ConfigError
 from harness.pipeline import prepare
+from harness.records.run_lock import LOCK_FILE, holding
 
 # (overrides, the field the one-line error must name)
 BAD_CONFIGS = [
@@ -159,20 +160,38 @@ def test_lhe_command_prints_one_line_for_a_bad_config(tmp_path, override, field)
     assert not (tmp_path / "turns.jsonl").exists()
 
 
-def test_resuming_with_a_different_config_is_refused_naming_the_fields(tmp_path):
-    common = [
+def small_run(run_dir) -> list[str]:
+    """An ``lhe`` command of a simulated run that takes about a second."""
+    return [
         sys.executable,
         "-m",
         "harness.cli",
         "model=simulated",
         "task.samples=3",
         "task.turns=4",
-        f"hydra.run.dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
     ]
+
+
+def test_resuming_with_a_different_config_is_refused_naming_the_fields(tmp_path):
+    common = small_run(tmp_path)
     assert subprocess.run(common, capture_output=True, timeout=120).returncode == 0
     again = subprocess.run([*common, "model.p=0.5"], capture_output=True, text=True, timeout=120)
     assert again.returncode == 2
     assert "model.p" in again.stderr
+
+
+def test_a_run_directory_another_session_holds_is_refused_in_one_line(tmp_path):
+    run = small_run(tmp_path)
+    with holding(tmp_path / LOCK_FILE, busy="-"):  # this process is "another session"
+        refused = subprocess.run(run, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"lhe: error: {tmp_path}: another lhe session is running here (pid {os.getpid()}); "
+        "wait for it to end or stop it\n"
+    )
+    assert not (tmp_path / "manifest.json").exists() and not (tmp_path / "turns.jsonl").exists()
+    assert subprocess.run(run, capture_output=True, timeout=120).returncode == 0  # released
 
 
 def test_resume_dir_continues_the_same_run(tmp_path):

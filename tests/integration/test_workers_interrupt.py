@@ -1,4 +1,5 @@
-"""Ctrl-C on ``lhe`` with ``run.workers=2``: the parent forwards it, the records stay whole.
+"""Ctrl-C on ``lhe`` with ``run.workers=2``: the parent forwards it, the records stay whole;
+and when the parent dies without forwarding anything, its workers end as after one Ctrl-C.
 
 Each run is an ``lhe`` process against its own fake server, which answers the first
 ``ANSWERED`` chat requests and then holds every later one until the test releases it. With
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.records.run_lock import LOCK_FILE, RunDirectoryInUse, holding
 from harness.records.schema import TURNS_FILE
 from harness.records.sessions import SESSIONS_FILE
 from harness.run.runner import request_seed
@@ -47,6 +49,9 @@ SEED_OF = {(e, t): request_seed(0, e, t) for e in range(EPISODES) for t in range
 TIMEOUT = 120
 ACK = re.compile(r"lhe: worker (\d+): (finishing|dropping) its turns in flight\n")
 """A worker's acknowledgement; not anchored, as the parent's own note may be written around it."""
+ORPHANED = re.compile(
+    r"lhe: worker (\d+): the parent process is gone; finishing its turns in flight\n"
+)
 
 pytestmark = pytest.mark.slow  # lhe processes with two workers each, and their resumes
 
@@ -185,3 +190,51 @@ def test_second_sigint_drops_the_turns_in_flight_and_resume_asks_them_again(tmp_
     again = Counter(asked_seeds(log))
     assert {seed for seed, n in again.items() if n == 2} == dropped  # re-asked, and only those
     assert set(again) == set(SEED_OF.values()) and max(again.values()) == 2
+
+
+def locked(path: Path) -> bool:
+    """True while some process holds the lock file ``path``."""
+    try:
+        with holding(path, busy="-"):
+            return False
+    except RunDirectoryInUse:
+        return True
+
+
+def test_workers_of_a_killed_parent_finish_their_turns_in_flight_and_exit(tmp_path, reference):
+    log, stderr = tmp_path / "requests.jsonl", tmp_path / "stderr.txt"
+    run_dir = tmp_path / "run"
+    with running_fake_server(**SERVER, hold_after=ANSWERED, log_requests=str(log)) as server:
+        with stderr.open("w") as err:  # the workers write here too, after the parent is gone
+            parent = subprocess.Popen(
+                command(server.base_url, run_dir, workers=2), stdout=subprocess.DEVNULL, stderr=err
+            )
+        wait_until(lambda: server.stats()["held"] == IN_FLIGHT, "four requests held")
+        locks = [run_dir / SHARDS_DIR / str(i) / LOCK_FILE for i in range(2)]
+        pids = [int(lock.read_text()) for lock in locks]
+        parent.kill()  # SIGKILL: nothing is forwarded
+        parent.wait(timeout=TIMEOUT)
+        wait_until(lambda: len(ORPHANED.findall(stderr.read_text())) == 2, "both workers noticed")
+
+        # While they finish, the next session refuses the directory, naming worker 0.
+        done = subprocess.run(lhe(f"resume={run_dir}"), capture_output=True, timeout=TIMEOUT)
+        assert done.returncode == 2
+        shard = run_dir / SHARDS_DIR / "0"
+        assert (
+            done.stderr.decode()
+            .strip()
+            .splitlines()[-1]
+            .endswith(
+                f"{shard}: worker 0 of an earlier session is running here (pid {pids[0]}); "
+                "wait for it to end or stop it"
+            )
+        )
+
+        server.release()
+        wait_until(lambda: not any(locked(lock) for lock in locks), "both workers exited")
+        assert shard_lines(run_dir) == ANSWERED + IN_FLIGHT  # the held four finished, none begun
+        assert len(asked_seeds(log)) == ANSWERED + IN_FLIGHT
+
+        resume(run_dir)
+    assert scored(run_dir) == reference
+    assert sorted(asked_seeds(log)) == sorted(SEED_OF.values())  # no turn asked twice
