@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from harness.analysis.statistics import logistic_irls, normal_two_sided_p, percentile_interval
+from harness.analysis.statistics import (
+    logistic,
+    logistic_irls,
+    normal_two_sided_p,
+    percentile_interval,
+)
 
 EFFECTS = ("length_effect", "history_effect")
 
@@ -106,7 +111,7 @@ def one_step_bootstrap(
     per-episode sums are then one ``np.add.reduceat`` over contiguous blocks.
     """
     params = design.shape[1]
-    mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
+    mu = logistic(design @ beta)
     residual, curvature = y - mu, mu * (1.0 - mu)
     pairs = [(i, j) for i in range(params) for j in range(i, params)]
     terms = np.empty((y.size, params + len(pairs)))

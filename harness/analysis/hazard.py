@@ -27,6 +27,7 @@ from harness.analysis.statistics import (
     binomial_log_likelihood,
     chi2_1_sf,
     column_percentiles,
+    logistic,
     logistic_irls,
 )
 from harness.analysis.survival import SurvivalFit
@@ -73,7 +74,7 @@ def hazard_trend(at_risk: np.ndarray, events: np.ndarray, k: int) -> dict[str, A
     if fitted is None:
         return None
     beta, information = fitted
-    mu1 = 1.0 / (1.0 + np.exp(-(design @ beta)))
+    mu1 = logistic(design @ beta)
     mu0 = np.full_like(y, y.sum() / n.sum())
     statistic = 2.0 * (binomial_log_likelihood(y, n, mu1) - binomial_log_likelihood(y, n, mu0))
     p_value = chi2_1_sf(statistic)

@@ -105,6 +105,16 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
     return float(lo), float(hi)
 
 
+def logistic(eta: np.ndarray) -> np.ndarray:
+    """The inverse logit 1 / (1 + e^-eta), elementwise.
+
+    Far in the tails e^-eta overflows to inf and the result is the exact limit 0, so the
+    overflow is not worth numpy's warning.
+    """
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-eta))
+
+
 def logistic_fit(
     x: np.ndarray, successes: np.ndarray, trials: np.ndarray, iterations: int = 50
 ) -> tuple[float, float] | None:
@@ -120,7 +130,7 @@ def logistic_fit(
     design = np.column_stack([np.ones_like(x), x])
     beta = np.zeros(2)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        p = logistic(design @ beta)
         gradient = design.T @ (successes - trials * p)
         weight = trials * p * (1.0 - p)
         hessian = design.T @ (design * weight[:, None])
@@ -186,7 +196,7 @@ def logistic_irls(
     if start is not None:
         beta = np.asarray(start, dtype=np.float64).copy()
     for _ in range(iterations):
-        mu = 1.0 / (1.0 + np.exp(-(x @ beta)))
+        mu = logistic(x @ beta)
         gradient = x.T @ (y - n * mu)
         information = x.T @ (x * (n * mu * (1.0 - mu))[:, None])
         try:
