@@ -34,10 +34,13 @@ def written_run(
     bootstrap: int = 50,
     simulated: bool = False,
     label: str = "tiny-model",
+    history: dict | None = None,
 ) -> RunSummary:
     """Write a run of ``samples`` x ``turns`` whose replies ``answer_for`` decides; summarize it.
 
     A ``provider_error`` turn ends its episode (as in the runner) and carries an error text.
+    ``history`` is the config's ``history`` section (e.g. ``{"window": 2}``); the records do
+    not depend on it, what the summary makes of them may.
     """
     task_set = generate_task_set(samples=samples, turns=turns, k=k, seed=seed)
     config = load_config(
@@ -45,6 +48,7 @@ def written_run(
             "model": {"provider": "scripted", "label": label},
             "task": {"samples": samples, "turns": turns, "k": k, "seed": seed},
             "metrics": {"bootstrap": bootstrap},
+            "history": history or {},
         }
     )
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ Proposition 1 (independent errors at a constant rate) predicts both effects to b
 positive length effect means errors grow with the turn number whatever the history shows
 (long context); a positive history effect means errors grow with the model's own visible
 mistakes (self-conditioning), measured without an injected-history experiment. The share
-counts every earlier scored turn (a ``history.window`` run shows fewer; the regression then
-measures the effect of the whole past, a conservative proxy).
+counts the earlier scored turns the model was sent: all of them, or under ``history.window``
+the last N (a mistake that has left the window can no longer condition the model).
 
 Intervals come from the episode bootstrap, by a one-step Newton update from the full-data fit
 for each resample: beta_r = beta + H_r^-1 g_r, with g_r and H_r the score and information
@@ -38,16 +38,17 @@ EFFECTS = ("length_effect", "history_effect")
 
 
 def regression_rows(
-    turn_correct: np.ndarray, index_correct: np.ndarray
+    turn_correct: np.ndarray, index_correct: np.ndarray, window: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Design (rows x 3: 1, ln turn, wrong share), response (update wrong) and episode per row.
 
-    Rows are the turns with a turn score, in episode-major order.
+    Rows are the turns with a turn score, in episode-major order. ``window``: the run's
+    ``history.window`` (the share is over the last ``window`` turns; None: over all).
     """
     scored = ~np.isnan(index_correct)
     wrong = np.where(scored, index_correct == 0.0, False).astype(np.float64)
-    wrong_before = np.cumsum(wrong, axis=1) - wrong
-    shown_before = np.cumsum(scored, axis=1) - scored
+    wrong_before = _sum_over_previous(wrong, window)
+    shown_before = _sum_over_previous(scored.astype(np.float64), window)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(shown_before > 0, wrong_before / np.maximum(shown_before, 1), 0.0)
     rows = ~np.isnan(turn_correct)
@@ -56,14 +57,28 @@ def regression_rows(
     return design, 1.0 - turn_correct[episode, turn], episode
 
 
+def _sum_over_previous(values: np.ndarray, window: int | None) -> np.ndarray:
+    """Per (episode, turn t): the sum of ``values`` over turns t - window to t - 1 (or all)."""
+    before = np.cumsum(values, axis=1) - values
+    if window is None or window >= values.shape[1]:
+        return before
+    left_window = np.zeros_like(before)  # the sum over the turns before t - window
+    left_window[:, window:] = before[:, :-window]
+    return before - left_window
+
+
 def error_dynamics(
-    turn_correct: np.ndarray, index_correct: np.ndarray, weights: np.ndarray | None
+    turn_correct: np.ndarray,
+    index_correct: np.ndarray,
+    weights: np.ndarray | None,
+    window: int | None = None,
 ) -> dict[str, Any] | None:
     """``error_dynamics`` of summary.json; None when the fit is not identified.
 
-    Without bootstrap weights the intervals are the model-based (Wald) ones.
+    Without bootstrap weights the intervals are the model-based (Wald) ones. ``window`` as
+    for :func:`regression_rows`.
     """
-    design, y, episode = regression_rows(turn_correct, index_correct)
+    design, y, episode = regression_rows(turn_correct, index_correct, window)
     if y.size < 3 or np.ptp(design[:, 1]) == 0 or np.ptp(design[:, 2]) == 0:
         return None
     fitted = logistic_irls(design, y, np.ones_like(y), start=_rough_start(design, y))

@@ -163,7 +163,12 @@ def summarize(
         concurrency=limit_summary(run_dir),
         # Kaplan-Meier based parts; see harness.analysis.survival_summary
         **(
-            survival_blocks(scores, estimate, metrics_config.get("thresholds", DEFAULT_THRESHOLDS))
+            survival_blocks(
+                scores,
+                estimate,
+                metrics_config.get("thresholds", DEFAULT_THRESHOLDS),
+                window=history.window,
+            )
             if own_history
             else {}
         ),

@@ -123,15 +123,21 @@ EMPTY: dict[str, Any] = {
 
 
 def survival_blocks(
-    scores: ScoreMatrices, estimate: Horizon, thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    scores: ScoreMatrices,
+    estimate: Horizon,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    window: int | None = None,
 ) -> dict[str, Any]:
-    """The summary fields listed in the module docstring (None values when nothing scored)."""
+    """The summary fields listed in the module docstring (None values when nothing scored).
+
+    ``window`` is the run's ``history.window``: the turns the error dynamics count as shown.
+    """
     fit = estimate.fit
     if fit is None:
         return dict(EMPTY)
     lengths = scores.lengths
     trend = hazard_trend(fit.at_risk, fit.events, scores.k)
-    dynamics = error_dynamics(scores.turn_correct, scores.index_correct, fit.weights)
+    dynamics = error_dynamics(scores.turn_correct, scores.index_correct, fit.weights, window)
     return {
         "at_risk": [int(n) for n in fit.at_risk],
         "horizons": [

@@ -3,6 +3,8 @@ import pytest
 
 from harness.analysis.dynamics import error_dynamics, one_step_bootstrap, regression_rows
 from harness.analysis.statistics import episode_weights, logistic_irls
+from tasks.parsing import format_answer
+from testing.run_dirs import written_run
 
 N = np.nan
 
@@ -22,6 +24,22 @@ def test_rows_carry_log_turn_and_the_share_of_wrong_answers_shown_before():
     np.testing.assert_allclose(design[:, 1:], [(a, b) for _, a, b, _ in slow])
     np.testing.assert_array_equal(y, [r[3] for r in slow])
     np.testing.assert_array_equal(episode, [r[0] for r in slow])
+
+
+@pytest.mark.parametrize("window", [1, 2, 3, 4, 9])
+def test_under_a_history_window_the_share_counts_only_the_turns_sent(window):
+    rng = np.random.default_rng(window)
+    index = rng.choice([0.0, 1.0, N], size=(5, 8), p=[0.4, 0.5, 0.1])
+    turn = np.where(np.isnan(index), N, rng.choice([0.0, 1.0], size=index.shape))
+    design, _, _ = regression_rows(turn, index, window)
+    slow = []
+    for e in range(5):
+        for t in range(8):
+            if np.isnan(turn[e, t]):
+                continue
+            sent = [v for v in index[e, max(0, t - window) : t] if not np.isnan(v)]
+            slow.append(sum(v == 0 for v in sent) / len(sent) if sent else 0.0)
+    np.testing.assert_allclose(design[:, 2], slow)
 
 
 def test_effects_match_group_rates_in_a_saturated_design():
@@ -97,3 +115,40 @@ def test_injected_estimate_is_the_logit_difference_between_two_rates():
     assert effect["estimate"] == pytest.approx(expected)
     se = np.sqrt(1 / (100 * 0.2 * 0.8) + 1 / (100 * 0.5 * 0.5))
     assert effect["ci95"] == pytest.approx([expected - 1.959964 * se, expected + 1.959964 * se])
+
+
+def test_the_summary_of_a_windowed_run_fits_the_share_of_its_window(tmp_path):
+    """The summary passes ``history.window`` on: its fit is that of the windowed design."""
+    rng = np.random.default_rng(3)
+    samples, turns = 40, 12
+    wrong_update = rng.random((samples, turns)) < 0.3
+    truth = np.zeros((samples, turns))
+    base = np.zeros((samples, turns))
+
+    def answers(episode, turn, total, shown):
+        truth[episode, turn], base[episode, turn] = total, shown
+        step = total - (truth[episode, turn - 1] if turn else 0)
+        answer = int(shown + step + wrong_update[episode, turn])
+        return "ok", answer, format_answer(answer)
+
+    summary = written_run(
+        tmp_path,
+        samples=samples,
+        turns=turns,
+        answer_for=answers,
+        bootstrap=0,
+        history={"window": 2},
+    )
+    index = np.zeros((samples, turns))
+    for e in range(samples):  # the index scores, from the planned answers
+        shown = 0
+        for t in range(turns):
+            step = truth[e, t] - (truth[e, t - 1] if t else 0)
+            shown = shown + step + wrong_update[e, t]
+            index[e, t] = float(shown == truth[e, t])
+    turn_correct = 1.0 - wrong_update
+    windowed = error_dynamics(turn_correct, index, None, window=2)
+    whole = error_dynamics(turn_correct, index, None)
+    effect = summary.error_dynamics.history_effect.estimate
+    assert effect == pytest.approx(windowed["history_effect"]["estimate"], rel=1e-9)
+    assert effect != pytest.approx(whole["history_effect"]["estimate"], rel=1e-3)
