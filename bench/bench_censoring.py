@@ -4,7 +4,10 @@ A complete simulated run (p = 0.95, 600 episodes x 40 turns, the issue's example
 copies of its ``turns.jsonl``: every episode cut after turn 10 (what a run stopped at turn 10
 leaves) and 60% of episodes cut at a random turn, independently of how they did. Each copy
 is summarized by ``lhe-summarize``'s code; the plain-mean horizon (the estimator before
-Kaplan-Meier) is computed from the same records beside it.
+Kaplan-Meier) is computed from the same records beside it. The logistic (METR-style) horizon
+of the summary (fitted to the Kaplan-Meier task accuracy) is printed beside the same fit to
+the share of successes among the episodes whose outcome is known at each length (a failed
+episode stays a failure after it stopped; the estimator before).
 
     python bench/bench_censoring.py
 """
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis.metrics import column_means, score_matrices
-from harness.analysis.statistics import crossing_points
+from harness.analysis.statistics import crossing_points, logistic_crossing, logistic_fit
 from harness.analysis.summary import summarize
 from harness.cli import compose_config
 from harness.event_loop import run_async
@@ -38,6 +41,15 @@ def plain_mean_horizon(run_dir: Path) -> tuple[float, bool]:
         column_means(scores.task_correct)[None, :], scores.lengths, 0.5
     )
     return float(crossing[0]), bool(censored[0])
+
+
+def known_prefix_logistic_horizon(run_dir: Path) -> float:
+    """The logistic fit over every known prefix outcome, cut episodes' failures included."""
+    scores = score_matrices(read_table(run_dir).latest(), episodes=EPISODES, turns=TURNS, k=1)
+    known = ~np.isnan(scores.task_correct)
+    successes = np.where(known, scores.task_correct, 0.0).sum(axis=0)
+    fit = logistic_fit(np.log2(scores.lengths), successes, known.sum(axis=0).astype(float))
+    return float(2.0 ** logistic_crossing(*fit, 0.5))
 
 
 def cut(run_dir: Path, target: Path, last_turn: np.ndarray) -> Path:
@@ -69,7 +81,10 @@ def main() -> None:
                 np.where(rng.random(EPISODES) < 0.6, rng.integers(1, TURNS, EPISODES), TURNS),
             ),
         }
-        print(f"{'run':<26} {'Kaplan-Meier H_0.5':>34} {'plain means H_0.5':>22}")
+        print(
+            f"{'run':<26} {'Kaplan-Meier H_0.5':>34} {'plain means H_0.5':>22}"
+            f" {'logistic H_0.5':>15} {'logistic, known prefixes':>25}"
+        )
         for name, run_dir in cases.items():
             h = summarize(run_dir).horizon
             km = (
@@ -78,7 +93,12 @@ def main() -> None:
                 else f"{h.steps:.2f} [{h.ci95[0]:.2f}, {h.ci95[1]:.2f}]"
             )
             plain, plain_censored = plain_mean_horizon(run_dir)
-            print(f"{name:<26} {km:>34} {plain:>13.2f}{' (censored)' if plain_censored else '':>9}")
+            print(
+                f"{name:<26} {km:>34} {plain:>13.2f}{' (censored)' if plain_censored else '':>9}"
+                f" {h.logistic_steps:>14.2f}{'*' if h.logistic_extrapolated else ' '}"
+                f" {known_prefix_logistic_horizon(run_dir):>25.2f}"
+            )
+        print("* past the longest length run: the fit's extrapolation (logistic_extrapolated)")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class Horizon:
     length observed, a lower bound."""
     ci95: tuple[float, float] | None
     logistic_steps: float | None
+    logistic_extrapolated: bool | None = None
+    """The logistic crossing lies past the longest length with an episode at risk."""
     at_risk: int | None = None
     """Episodes at risk where the horizon was read off (under 10: unreliable there)."""
     fit: SurvivalFit | None = field(default=None, repr=False, compare=False)
@@ -161,6 +163,7 @@ def horizon(
                 [finite_or_none(a), finite_or_none(b)] for a, b in zip(lo, hi, strict=True)
             ]
 
+    logistic = logistic_horizon(fit.curve, scores.task_correct, lengths, s)
     return (
         Horizon(
             s=s,
@@ -168,7 +171,10 @@ def horizon(
             turns=estimate.steps / scores.k,
             censored=estimate.censored,
             ci95=estimate.ci95,
-            logistic_steps=logistic_horizon(scores.task_correct, lengths, s),
+            logistic_steps=logistic,
+            logistic_extrapolated=None
+            if logistic is None
+            else logistic > longest_known(fit.curve, lengths),
             at_risk=estimate.at_risk,
             fit=fit,
         ),
@@ -176,16 +182,36 @@ def horizon(
     )
 
 
-def logistic_horizon(task_correct: np.ndarray, lengths: np.ndarray, s: float) -> float | None:
-    """METR-style estimate: logistic fit of success on log2(task length), read off at ``s``."""
-    scored = ~np.isnan(task_correct)
-    successes = np.where(scored, task_correct, 0.0).sum(axis=0)
-    trials = scored.sum(axis=0).astype(np.float64)
+def logistic_horizon(
+    task_accuracy: np.ndarray, task_correct: np.ndarray, lengths: np.ndarray, s: float
+) -> float | None:
+    """METR-style estimate: logistic fit of success on log2(task length), read off at ``s``.
+
+    The success rate at length L is the Kaplan-Meier task accuracy (``task_accuracy``) and its
+    weight the episodes whose outcome at L is known (``task_correct`` not NaN: observed
+    through L, or failed before they stopped). With every episode run to the end that is the
+    plain fit of successes over trials. Counting the known outcomes themselves instead would
+    bias it low under censoring, as plain means bias task accuracy (an episode cut after a
+    failure stays a known failure while a cut survivor drops out; see
+    :mod:`harness.analysis.survival`), and dropping every cut episode would bias it high under
+    ``stop.after_failure``, where failing is why an episode stops. Lengths past the last one
+    with an episode at risk (NaN accuracy) have no weight.
+    """
+    trials = (~np.isnan(task_correct)).sum(axis=0).astype(np.float64)
+    known = ~np.isnan(task_accuracy)
+    trials = np.where(known, trials, 0.0)
+    successes = np.where(known, task_accuracy, 0.0) * trials
     fit = logistic_fit(np.log2(lengths), successes, trials)
     if fit is None:
         return None
     crossing = logistic_crossing(*fit, s)
     return None if crossing is None else float(2.0**crossing)
+
+
+def longest_known(task_accuracy: np.ndarray, lengths: np.ndarray) -> float:
+    """The longest task length with a task-accuracy estimate (0 if none)."""
+    known = ~np.isnan(task_accuracy)
+    return float(lengths[known].max()) if known.any() else 0.0
 
 
 def per_step_accuracy(turn_correct: np.ndarray, k: int) -> float | None:

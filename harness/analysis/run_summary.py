@@ -54,6 +54,9 @@ class HorizonSummary(_Part):
     """95% episode-bootstrap interval of ``steps``; None without resamples."""
     logistic_steps: float | None
     """Where a logistic fit of success on log2(length) crosses ``s`` (METR's estimate)."""
+    logistic_extrapolated: bool | None = None
+    """True when that crossing lies past the longest length with an episode at risk: the
+    fit's extrapolation, not a measurement."""
     censored: bool
     """True when task accuracy never fell below ``s`` while episodes were at risk: ``steps``
     is then the last length observed, a lower bound."""

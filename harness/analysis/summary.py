@@ -139,6 +139,7 @@ def summarize(
             turns=estimate.turns,
             ci95=list(estimate.ci95) if estimate.ci95 else None,
             logistic_steps=estimate.logistic_steps,
+            logistic_extrapolated=estimate.logistic_extrapolated,
             censored=estimate.censored,
             at_risk=estimate.at_risk,
             reliable=estimate.reliable if estimate.steps is not None else None,

@@ -36,7 +36,7 @@ from harness.report.run_figures import (
     write_run_figures,
 )
 from harness.report.survival_section import HAZARD_FIGURE, survival_section
-from harness.report.text import fmt, horizon_text, interval_text
+from harness.report.text import fmt, horizon_text, interval_text, logistic_text
 
 REPORT_FILE = "report.html"
 FAILURES_SHOWN = 5
@@ -259,7 +259,7 @@ def _headline(summary: RunSummary) -> str:
         (f"Horizon H<sub>{s}</sub> (observed)", esc(horizon_text(summary))),
         (
             f"H<sub>{s}</sub> from a logistic fit (METR)",
-            esc(f"{fmt(h.logistic_steps, 1)} steps"),
+            esc(logistic_text(h)),
         ),
         ("Per-step accuracy p&#770; (Prop. 1)", esc(fmt(p1.p_hat, 4))),
         (

@@ -63,12 +63,18 @@ def horizon_text(summary: RunSummary) -> str:
     return horizon_phrase(h.steps, s=h.s, censored=h.censored, ci95=h.ci95, turns=h.turns)
 
 
+def logistic_text(h: HorizonSummary) -> str:
+    """The logistic horizon in words, saying so when it is the fit's extrapolation."""
+    text = f"{fmt(h.logistic_steps, 1)} steps"
+    return text + " (extrapolated past the lengths run)" if h.logistic_extrapolated else text
+
+
 def _horizon_lines(summary: RunSummary, h: HorizonSummary) -> list[str]:
     p1 = summary.prop1
     unreliable = f"  UNRELIABLE: {h.at_risk} episodes at risk there" if h.reliable is False else ""
     return [
         f"horizon    H_{h.s:g} = {horizon_text(summary)}{unreliable}",
-        f"logistic   H_{h.s:g} = {fmt(h.logistic_steps, 1)} steps",
+        f"logistic   H_{h.s:g} = {logistic_text(h)}",
         f"prop. 1    p_hat = {fmt(p1.p_hat if p1 else None, 4)} -> predicted "
         f"H = {fmt(p1.predicted_steps if p1 else None, 1)} steps",
     ]
