@@ -74,6 +74,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "horizon_hi": ci[1],
         "horizon_censored": horizon.censored if horizon else None,
         "logistic_steps": horizon.logistic_steps if horizon else None,
+        "logistic_extrapolated": horizon.logistic_extrapolated if horizon else None,
         "p_hat": prop1.p_hat if prop1 else None,
         "prop1_steps": prop1.predicted_steps if prop1 else None,
         "target_turn_accuracy": _at(summary.turn_accuracy, target),

@@ -43,6 +43,7 @@ SHOWN_COLUMNS = [
     "horizon_hi",
     "horizon_censored",
     "logistic_steps",
+    "logistic_extrapolated",
     "prop1_steps",
     "target_turn",
     "target_turn_accuracy",

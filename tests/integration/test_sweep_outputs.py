@@ -60,8 +60,12 @@ def test_sweep_parquet_and_markdown_hold_every_run(sweep_dir):
     for run, summary in runs.items():
         assert table.loc[run, "horizon_steps"] == pytest.approx(summary["horizon"]["steps"])
         assert table.loc[run, "cost_usd"] == pytest.approx(summary["economics"]["cost_usd"])
+        extrapolated = summary["horizon"]["logistic_extrapolated"]
+        assert table.loc[run, "logistic_extrapolated"] == extrapolated
         row = next(line for line in markdown.splitlines() if f"| {run} " in line)
         assert f"{summary['horizon']['steps']:.3f}" in row
+    # p = 0.95 crosses 0.5 near 13.5 steps, past the 12 run; p = 0.8 near 3
+    assert sorted(table["logistic_extrapolated"]) == [False, False, True, True]
     assert pd.read_csv(sweep_dir / "report" / "sweep.csv").shape[0] == 4
 
 
