@@ -5,7 +5,9 @@ the lines of long records. So a session holds an exclusive ``flock`` on the run 
 :data:`LOCK_FILE` while it runs, and each worker of ``run.workers`` holds one on its shard's
 own :data:`LOCK_FILE`. The kernel releases a lock when its holder exits, however it exits
 (SIGKILL included), so a lock file left by a crash never blocks anyone: the file stays, the
-lock does not. The holder writes its pid into the file, for the error to name.
+lock does not. The holder writes its pid into the file, for the error to name. (On a network
+file system a lock can outlive a crashed *machine* until the server's lease on it expires; a
+process that ends on a live machine releases it at once.)
 
 ``fcntl.flock`` and not a lock library: the standard one is a dozen lines on POSIX and dies
 with its process, which is the property this needs; lock libraries add stale-lock timeouts
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +57,11 @@ def holding(path: Path, *, busy: str) -> Iterator[None]:
             raise RunDirectoryInUse(
                 f"{path.parent}: {busy} is running here (pid {pid}); wait for it to end or stop it"
             ) from None
+        except OSError as exc:  # a file system without locks (some FUSE mounts): run unguarded
+            sys.stderr.write(
+                f"lhe: warning: {path}: cannot lock ({exc.strerror}); "
+                "a second session in this directory would not be refused\n"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

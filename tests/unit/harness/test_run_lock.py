@@ -5,12 +5,14 @@ processes), which says "held" once it has the lock and then waits on its stdin; 
 killed with SIGKILL, the death a lock file written by hand would not survive.
 """
 
+import errno
 import os
 import subprocess
 import sys
 
 import pytest
 
+from harness.records import run_lock
 from harness.records.run_lock import LOCK_FILE, RunDirectoryInUse, holding
 
 HOLDER = """
@@ -62,3 +64,17 @@ def test_a_released_lock_can_be_taken_again_in_the_same_process(tmp_path):
         pass
     with holding(tmp_path / LOCK_FILE, busy="x"):
         pass
+
+
+def test_a_file_system_without_locks_runs_unguarded_and_says_so(tmp_path, monkeypatch, capsys):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    with holding(tmp_path / LOCK_FILE, busy="x"):
+        ran = True
+    assert ran
+    assert capsys.readouterr().err == (
+        f"lhe: warning: {tmp_path / LOCK_FILE}: cannot lock ({os.strerror(errno.ENOLCK)}); "
+        "a second session in this directory would not be refused\n"
+    )
