@@ -1,4 +1,5 @@
-"""SIGKILL at random moments, then resume: nothing measured is lost, nothing is paid twice.
+"""SIGKILL at random moments, then resume: nothing measured is lost, nothing is paid twice;
+and at a known moment: every answered turn is on disk.
 
 Each run goes to its own fake server, whose request log names the turn of every chat request
 (by its seed) and hashes its conversation. A run is killed several times (each kill is one
@@ -211,3 +212,29 @@ def test_a_torn_last_line_loses_no_record_and_leaves_every_line_whole(tmp_path):
     (run_dir / TURNS_FILE).write_bytes(b"".join(lines[:7]) + lines[7][: len(lines[7]) // 2])
     finish(start([f"resume={run_dir}"], run_dir))
     assert projection(run_dir) == complete
+
+
+@pytest.mark.slow
+def test_every_answered_turn_is_on_disk_when_the_process_dies(tmp_path):
+    """Records are flushed as they are written, not when the writer closes.
+
+    The server answers the first 9 chat requests and holds the rest: with three episodes in
+    flight, the run then waits on exactly three held requests, and every one of the 9 answered
+    turns was recorded before its episode sent the next request. A SIGKILL at that point must
+    find all 9 lines on disk (an unflushed writer leaves none, or a torn one).
+    """
+    answered, in_flight = 9, 3  # run.concurrency=3
+    run_dir, log = tmp_path / "run", tmp_path / "requests.jsonl"
+    with running_fake_server(log_requests=str(log), hold_after=answered, **SERVER) as server:
+        process = start(first_command(server.base_url, run_dir), run_dir)
+        deadline = time.monotonic() + TIMEOUT
+        while server.stats()["held"] < in_flight:  # a state of the server, never a duration
+            assert process.poll() is None, process.stderr()[-2000:]
+            assert time.monotonic() < deadline, "the requests were never held"
+            time.sleep(0.01)
+        assert kill(process)
+        server.release()
+    records = [json.loads(line) for line in (run_dir / TURNS_FILE).read_text().splitlines()]
+    assert len(records) == answered
+    asked = [SEED_TO_TURN[r["seed"]] for r in request_log(log)]
+    assert sorted((r["episode"], r["turn"]) for r in records) == sorted(asked[:answered])
