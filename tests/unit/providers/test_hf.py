@@ -188,6 +188,24 @@ class TestRealModel:
         assert fits.outcome == "ok", fits.error
         assert runs[0] == prompt_tokens(provider, dict_sum_messages(1))
 
+    async def test_a_prompt_that_fills_the_context_exactly_with_max_tokens_reaches_the_model(
+        self, provider, monkeypatch
+    ):
+        context = provider.max_context
+        fitting = dict_sum_messages(turns_reaching(provider, context) - 1)
+        tokens = prompt_tokens(provider, fitting)
+        runs: list[int] = []
+
+        def stop_at_the_first_pass(*args, **kwargs):  # running 8k tokens would take minutes
+            runs.append(int(kwargs["input_ids"].shape[1]))
+            raise RuntimeError("stopped by the test at the first forward pass")
+
+        monkeypatch.setattr(provider._model, "forward", stop_at_the_first_pass)
+        result = await provider.chat(fitting, Sampling(max_tokens=context - tokens, seed=0))
+        assert runs == [tokens]  # prompt + max_tokens == context: allowed, and sent whole
+        assert result.outcome == "provider_error"  # the test's exception, classified
+        assert "stopped by the test" in result.error
+
     async def test_parallel_requests_both_complete_one_at_a_time(self, provider, monkeypatch):
         active = 0
         most = 0
