@@ -245,6 +245,27 @@ async def test_context_overflow_is_a_result_not_an_exception():
 
 @needs_model
 @pytest.mark.slow
+async def test_prompt_plus_max_tokens_equal_to_n_ctx_fits_and_one_more_does_not():
+    from providers.llama_cpp import create
+
+    n_ctx = 128
+    provider = create({"n_ctx": n_ctx, **FAST}, concurrency=1)
+    hello = [Message("user", "hello")]
+    try:
+        prompt = (await provider.chat(hello, Sampling(max_tokens=1, seed=0))).usage.prompt_tokens
+        exact = await provider.chat(hello, Sampling(max_tokens=n_ctx - prompt, seed=0))
+        over = await provider.chat(hello, Sampling(max_tokens=n_ctx - prompt + 1, seed=0))
+    finally:
+        await provider.aclose()
+    assert exact.outcome == "ok", exact.error
+    assert over.outcome == "context_exceeded"
+    assert over.error == (
+        f"prompt ({prompt} tokens) + max_tokens ({n_ctx - prompt + 1}) exceed model.n_ctx ({n_ctx})"
+    )
+
+
+@needs_model
+@pytest.mark.slow
 def test_pipeline_end_to_end_with_the_real_model(tmp_path):
     # Through the synchronous entry point, so on the event loop runs use (uvloop where
     # installed), with generation in a worker thread.
