@@ -19,8 +19,13 @@ alternately; the verdict takes the median ratio of the pairs and the line also g
 worst. The cores are shared with other jobs (load printed), so compare the rows of one run,
 not runs.
 
+``--workers N`` runs every row with ``run.workers=N``: each worker has its own adaptive limit
+over its share of the range, all against the one server's limit. Wall time is then the
+longest worker's own run (their start-up excluded, as ``Runner.run`` excludes it).
+
     python bench/bench_rate_limits.py
     python bench/bench_rate_limits.py --episodes 200 --turns 20 --repeats 1
+    python bench/bench_rate_limits.py --workers 2
 """
 
 from __future__ import annotations
@@ -38,22 +43,25 @@ from harness.cli import compose_config
 from harness.event_loop import run_async
 from harness.pipeline import execute
 from harness.run.runner import Runner
+from harness.run.workers import ShardedRunner
 from providers.concurrency import read_limit_log
 from testing.fake_server import running_fake_server
 
 M, RETRY_AFTER, LATENCY = 16, 1.0, 0.05
 
 
-def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path) -> dict:
+def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path, workers: int = 1) -> dict:
     timing: dict[str, float] = {}
-    original = Runner.run
+    runner_class = Runner if workers == 1 else ShardedRunner
+    original = runner_class.run
 
-    async def timed(self: Runner):  # type: ignore[no-untyped-def]
+    async def timed(self):  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
             return await original(self)
         finally:
-            timing["wall"] = time.perf_counter() - start
+            own = getattr(self, "worker_run_s", None)  # the workers' runs, start-up excluded
+            timing["wall"] = max(own) if own else time.perf_counter() - start
 
     options = {"max_in_flight": M, "retry_after": RETRY_AFTER, "latency_median": LATENCY}
     with running_fake_server(**options) as server:
@@ -65,16 +73,17 @@ def run_one(concurrency: str, episodes: int, turns: int, run_dir: Path) -> dict:
                 f"task.samples={episodes}",
                 f"task.turns={turns}",
                 f"run.concurrency={concurrency}",
+                f"run.workers={workers}",
                 "run.progress=false",
                 "metrics.bootstrap=0",
             ]
         )
-        Runner.run = timed  # type: ignore[method-assign]
+        runner_class.run = timed  # type: ignore[method-assign]
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 summary = run_async(execute(config, run_dir))
         finally:
-            Runner.run = original  # type: ignore[method-assign]
+            runner_class.run = original  # type: ignore[method-assign]
         stats = server.stats()
     limits = [event.limit for event in read_limit_log(run_dir)]
     return {
@@ -92,22 +101,25 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--turns", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3, help="pairs of fixed 16 and auto")
+    parser.add_argument("--workers", type=int, default=1, help="run.workers of every row")
     args = parser.parse_args()
+    shape = (args.episodes, args.turns)
     load = os.getloadavg()[0]
     rows: list[tuple[str, dict]] = []
     pairs: list[tuple[dict, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows.append(("fixed 256", run_one("256", args.episodes, args.turns, Path(tmp) / "256")))
+        rows.append(("fixed 256", run_one("256", *shape, Path(tmp) / "256", args.workers)))
         for repeat in range(args.repeats):
-            ideal = run_one("16", args.episodes, args.turns, Path(tmp) / f"16-{repeat}")
-            auto = run_one("auto", args.episodes, args.turns, Path(tmp) / f"auto-{repeat}")
+            ideal = run_one("16", *shape, Path(tmp) / f"16-{repeat}", args.workers)
+            auto = run_one("auto", *shape, Path(tmp) / f"auto-{repeat}", args.workers)
             rows += [("fixed 16", ideal), ("auto", auto)]
             pairs.append((ideal, auto))
     turns = args.episodes * args.turns
     print(
         f"{args.episodes} episodes x {args.turns} turns; server: 429 (Retry-After: "
         f"{RETRY_AFTER:g}) beyond {M} in flight, {1000 * LATENCY:.0f} ms replies; "
-        f"ideal {turns / M * LATENCY:.2f} s; load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
+        f"ideal {turns / M * LATENCY:.2f} s; run.workers={args.workers}; "
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}"
     )
     print(
         f"{'run.concurrency':<16} {'wall s':>7} {'turns/s':>8} {'vs fixed 16':>12} "
