@@ -40,7 +40,7 @@ from harness.run.workers import (
 )
 from providers.base import Provider
 from providers.batching import create_batching
-from providers.concurrency import AdaptiveLimit, attach_adaptive_limit
+from providers.concurrency import AdaptiveLimit, LimitState, attach_adaptive_limit
 from providers.registry import create_provider, token_counter
 from tasks.taskset import TaskSet
 
@@ -227,9 +227,16 @@ def make_runner(
 
 
 def adaptive_limit(
-    config: RunConfig, provider: Provider, run_dir: Path, worker: int = 0
+    config: RunConfig,
+    provider: Provider,
+    run_dir: Path,
+    worker: int = 0,
+    shared: tuple[LimitState, Any] | None = None,
 ) -> AdaptiveLimit | None:
-    """With ``run.concurrency=auto``, the endpoint's limit, logging to ``concurrency.jsonl``."""
+    """With ``run.concurrency=auto``, the endpoint's limit, logging to ``concurrency.jsonl``.
+
+    ``shared``: the run's one limit in shared memory, in a worker process.
+    """
     if config.run.concurrency != "auto":
         return None
     try:
@@ -239,6 +246,7 @@ def adaptive_limit(
             minimum=config.run.concurrency_min,
             maximum=config.run.concurrency_max,
             worker=worker,
+            shared=shared,
         )
     except ValueError:
         raise ConfigError(
@@ -455,7 +463,7 @@ async def _run_shard(
 ) -> tuple[RunProgress, float]:
     task_set = make_task_set(config)
     provider = await make_provider(config)
-    limit = adaptive_limit(config, provider, run_dir, worker=channel.index)
+    limit = adaptive_limit(config, provider, run_dir, worker=channel.index, shared=channel.limit)
     provider = with_cache(config, provider)
     price = run_price(config, run_dir)
     runner = make_runner(

@@ -27,6 +27,12 @@ Why not a library: the well-kept limiters (``aiolimiter``, ``asyncio.Semaphore``
 rate or fixed size; Netflix's ``concurrency-limits`` (Java) has AIMD but no pause; the client
 sits in one event loop, so the state is a few numbers and a queue of waiters.
 
+With ``run.workers``, the worker processes share one limit: its numbers live in a
+:class:`LimitState` in shared memory, changed under one lock, so the in-flight count, the
+bound and a pause are the endpoint's, not a worker's. A worker's waiters are woken by its
+own replies at once and, for slots that another worker freed, by a poll every
+:data:`POLL_SECONDS` while they wait.
+
 The limit over time is handed to ``on_event`` as :class:`LimitEvent` values (whenever the
 integer limit changes, and on every overload and pause); the harness appends them to the
 run's side file ``concurrency.jsonl`` (:class:`LimitLog`).
@@ -35,13 +41,14 @@ run's side file ``concurrency.jsonl`` (:class:`LimitLog`).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +57,9 @@ LIMIT_LOG = "concurrency.jsonl"
 
 OVERLOAD_STATUSES = frozenset({429, 503})
 """Replies that mean "too much": they shrink the limit."""
+
+POLL_SECONDS = 0.005
+"""How often a worker's waiters look for a slot another worker freed (a shared limit only)."""
 
 EventKind = Literal["start", "increase", "decrease", "overload", "pause", "end"]
 
@@ -99,8 +109,95 @@ class Slot:
         self.retry_after = retry_after
 
 
+class LimitState(ctypes.Structure):
+    """The numbers of one limit, in a struct so that worker processes can share them.
+
+    ``bound`` and ``hold`` are 0 while unknown (they are at least 1 once known).
+    """
+
+    _fields_ = [
+        ("value", ctypes.c_double),
+        ("bound", ctypes.c_int64),
+        ("hold", ctypes.c_int64),
+        ("in_flight", ctypes.c_int64),
+        ("epoch", ctypes.c_int64),
+        ("paused_until", ctypes.c_double),
+        ("last_probe", ctypes.c_double),
+        ("probe_interval", ctypes.c_double),
+        ("low", ctypes.c_int64),
+        ("high", ctypes.c_int64),
+    ]
+
+    def reset(self, minimum: int, probe_interval: float, now: float) -> None:
+        """The state of a new limit: at ``minimum``, nothing known, nothing in flight."""
+        self.value = float(minimum)
+        self.bound = self.hold = self.in_flight = self.epoch = 0
+        self.paused_until = 0.0
+        self.last_probe = now
+        self.probe_interval = probe_interval
+        self.low = self.high = minimum
+
+
+PROBE_INTERVAL = 1.0
+"""Seconds between probes above the hold level at least (more after a long pause)."""
+
+
+def shared_limit(context: Any, minimum: int) -> tuple[LimitState, Any]:
+    """A new limit's state in shared memory and its lock, for the processes of one run.
+
+    ``context`` is the ``multiprocessing`` context the processes are started from; pass the
+    pair as ``AdaptiveLimit(shared=...)`` in each of them.
+    """
+    state = context.RawValue(LimitState)
+    state.reset(minimum, PROBE_INTERVAL, time.monotonic())
+    return state, context.Lock()
+
+
+def _state_field(name: str, doc: str) -> property:
+    def get(self: AdaptiveLimit) -> Any:
+        return getattr(self.state, name)
+
+    def set_(self: AdaptiveLimit, value: Any) -> None:
+        setattr(self.state, name, value)
+
+    return property(get, set_, doc=doc)
+
+
+def _known_field(name: str, doc: str) -> property:
+    """A field whose 0 means "not known yet", seen as None."""
+
+    def get(self: AdaptiveLimit) -> int | None:
+        return getattr(self.state, name) or None
+
+    def set_(self: AdaptiveLimit, value: int | None) -> None:
+        setattr(self.state, name, value or 0)
+
+    return property(get, set_, doc=doc)
+
+
 class AdaptiveLimit:
-    """AIMD limit of requests in flight to one endpoint; see the module docstring."""
+    """AIMD limit of requests in flight to one endpoint; see the module docstring.
+
+    ``shared``: a :class:`LimitState` in shared memory and the lock that guards it, to share
+    one limit with other processes (``run.workers``); None: a limit of this process alone.
+    """
+
+    value = _state_field("value", "The limit as a real number (it grows by fractions).")
+    bound = _known_field(
+        "bound", "At most this many in flight at once, as the overloads showed (None: none yet)."
+    )
+    hold = _known_field(
+        "hold", "The level the limit climbs back to: one below ``bound``, raised by probes."
+    )
+    in_flight = _state_field("in_flight", "Requests admitted and not yet released.")
+    epoch = _state_field(
+        "epoch", "Bumped on each decrease; a slot admitted in an older epoch cannot decrease again."
+    )
+    paused_until = _state_field("paused_until", "No request starts before this clock time.")
+    last_probe = _state_field("last_probe", "When the limit last probed above its hold level.")
+    probe_interval = _state_field("probe_interval", "Seconds between probes.")
+    low = _state_field("low", "The lowest limit so far.")
+    high = _state_field("high", "The highest limit so far.")
 
     def __init__(
         self,
@@ -108,34 +205,30 @@ class AdaptiveLimit:
         maximum: int = 256,
         *,
         decrease: float = 0.5,
-        probe_interval: float = 1.0,
+        probe_interval: float = PROBE_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[LimitEvent], None] | None = None,
         worker: int = 0,
+        shared: tuple[LimitState, AbstractContextManager[Any]] | None = None,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError(f"need 1 <= minimum <= maximum (got {minimum}, {maximum})")
         self.minimum, self.maximum = minimum, maximum
         self.decrease = decrease
         self.base_probe_interval = probe_interval
-        self.probe_interval = probe_interval
         self.clock = clock
         self.on_event = on_event
         self.worker = worker
         self.started = clock()
-        self.value = float(minimum)
-        self.bound: int | None = None
-        """At most this many in flight at once, as the overloads showed (None: none yet)."""
-        self.hold: int | None = None
-        """The level the limit climbs back to: one below ``bound``, raised by probes."""
-        self.in_flight = 0
-        self.epoch = 0
-        """Bumped on each decrease; a slot admitted in an older epoch cannot decrease again."""
-        self.paused_until = 0.0
-        self.last_probe = self.started
+        if shared is None:
+            self.state = LimitState()
+            self.state.reset(minimum, probe_interval, self.started)
+            self._lock: AbstractContextManager[Any] = nullcontext()
+        else:
+            self.state, self._lock = shared  # reset once, by whoever made it
+        self.shared = shared is not None
         self._waiters: deque[asyncio.Future[int]] = deque()
         self._wake: asyncio.TimerHandle | None = None
-        self.low = self.high = minimum
         self.closers: list[Callable[[], None]] = []
         """Called by :meth:`close` after the last event (the side file's)."""
         self._log("start")
@@ -170,14 +263,23 @@ class AdaptiveLimit:
         return self.in_flight < self.limit and self.clock() >= self.paused_until
 
     def _admit_waiters(self) -> None:
-        """Wake the oldest waiters while slots are free; arm a timer for the pause's end."""
-        while self._waiters and self._can_start():
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self.in_flight += 1  # reserved for the waiter: its admission count
-                waiter.set_result(self.in_flight)
-        if self._waiters and self.clock() < self.paused_until and self._wake is None:
+        """Wake the oldest waiters while slots are free; arm a timer for the pause's end.
+
+        With a shared limit, waiters that find no slot look again after
+        :data:`POLL_SECONDS` (another worker's reply frees a slot without telling this one).
+        """
+        with self._lock:
+            while self._waiters and self._can_start():
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    self.in_flight += 1  # reserved for the waiter: its admission count
+                    waiter.set_result(self.in_flight)
+            if not self._waiters or self._wake is not None:
+                return
             delay = self.paused_until - self.clock()
+            if delay <= 0 and not self.shared:
+                return  # a reply of this process will free the next slot
+            delay = max(delay, POLL_SECONDS) if self.shared else delay
             self._wake = asyncio.get_running_loop().call_later(delay, self._pause_over)
 
     def _pause_over(self) -> None:
@@ -185,10 +287,13 @@ class AdaptiveLimit:
         self._admit_waiters()
 
     async def _acquire(self) -> Slot:
-        if self._can_start() and not self._waiters:
-            self.in_flight += 1
-            admitted = self.in_flight
-        else:
+        with self._lock:
+            admitted = 0
+            if self._can_start() and not self._waiters:
+                self.in_flight += 1
+                admitted = self.in_flight
+            epoch = self.epoch
+        if not admitted:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             self._admit_waiters()
@@ -196,18 +301,21 @@ class AdaptiveLimit:
                 admitted = await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
-                    self.in_flight -= 1  # admitted, then cancelled before it could start
+                    with self._lock:
+                        self.in_flight -= 1  # admitted, then cancelled before it could start
                     self._admit_waiters()
                 raise
-        return Slot(admitted=admitted, epoch=self.epoch)
+            epoch = self.epoch
+        return Slot(admitted=admitted, epoch=epoch)
 
     def _release(self, slot: Slot) -> None:
-        busy = self.in_flight  # this request included
-        self.in_flight -= 1
-        if slot.outcome == "ok":
-            self._on_success(slot, busy)
-        elif slot.outcome == "overload":
-            self._on_overload(slot)
+        with self._lock:
+            busy = self.in_flight  # this request included
+            self.in_flight -= 1
+            if slot.outcome == "ok":
+                self._on_success(slot, busy)
+            elif slot.outcome == "overload":
+                self._on_overload(slot)
         self._admit_waiters()
 
     def _on_success(self, slot: Slot, busy: int) -> None:
@@ -295,14 +403,21 @@ def read_limit_log(run_dir: Path) -> Iterator[LimitEvent]:
 
 
 def attach_adaptive_limit(
-    provider: object, run_dir: Path, *, minimum: int, maximum: int, worker: int = 0
+    provider: object,
+    run_dir: Path,
+    *,
+    minimum: int,
+    maximum: int,
+    worker: int = 0,
+    shared: tuple[LimitState, Any] | None = None,
 ) -> AdaptiveLimit:
     """Gate ``provider``'s requests by a new limit that logs to ``run_dir``'s side file.
 
+    ``shared``: the limit's state and lock from :func:`shared_limit` (worker processes).
     Raises ``ValueError`` (one line naming the field) for a provider without an endpoint.
     """
     log = LimitLog(run_dir)
-    limit = AdaptiveLimit(minimum, maximum, on_event=log, worker=worker)
+    limit = AdaptiveLimit(minimum, maximum, on_event=log, worker=worker, shared=shared)
     if not provider.gate_requests(limit):  # type: ignore[attr-defined]
         log.close()
         raise ValueError(

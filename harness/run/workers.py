@@ -4,8 +4,9 @@ One event loop spends 0.2-0.5 ms of CPU per HTTP request (by machine), so one pr
 out at a few thousand requests a second; a GPU server answers more. With ``run.workers=N``
 the parent starts N processes (forked from a fresh server process, never from the parent's
 running event loop), worker
-i runs episodes i, i + N, i + 2N, ... with its own event loop, connection pool and (with
-``run.concurrency=auto``) its own adaptive limit, and writes its records to its own
+i runs episodes i, i + N, i + 2N, ... with its own event loop and connection pool (with
+``run.concurrency=auto``, all of them under the run's one adaptive limit, in shared memory:
+:func:`providers.concurrency.shared_limit`), and writes its records to its own
 ``workers/<i>/turns.jsonl``. When they are done the parent appends the shards to the run's
 ``turns.jsonl`` and removes them, so every later stage reads one file; a session killed
 before that leaves the shards, and the next session merges them before it reads anything.
@@ -19,8 +20,8 @@ error (a rejected API key, say) makes the parent stop the others the same way.
 
 Each episode is still one coroutine in one process and every request's seed depends only on
 (run seed, episode, turn), so the records are those of ``run.workers=1`` (file order and
-timings aside). ``run.concurrency`` (or ``concurrency_min``/``_max``) is split between the
-workers, so the run as a whole keeps the configured number in flight.
+timings aside). A fixed ``run.concurrency`` is split between the workers, so the run as a
+whole keeps the configured number in flight; ``auto``'s range is the shared limit's.
 
 Signals: workers leave the terminal's process group, so Ctrl-C reaches the parent only; it
 passes each signal on to every worker by pid as what it means: the first as
@@ -60,6 +61,7 @@ from harness.records.run_lock import LOCK_FILE, holding
 from harness.records.schema import TURNS_FILE, TurnRecord, drop_torn_tail
 from harness.run.progress import REFRESH_SECONDS, EpisodeTally, ProgressCounts, ProgressLine
 from harness.run.runner import Runner, RunProgress
+from providers.concurrency import LimitState, shared_limit
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
@@ -107,10 +109,19 @@ class WorkerChannel:
     left unread (nothing is in flight any more).
     """
 
-    def __init__(self, index: int, workers: int, counts: SharedCounts, parent: Any = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        workers: int,
+        counts: SharedCounts,
+        parent: Any = None,
+        limit: tuple[LimitState, Any] | None = None,
+    ) -> None:
         self.index = index
         self.workers = workers
         self.counts = counts
+        self.limit = limit
+        """The run's one adaptive limit (state and lock in shared memory), under ``auto``."""
         self.parent = parent
         """Read end of a pipe only the parent writes to (a ``Connection``): end-of-file when
         the parent has died. ``None``: not watched (a channel made in a test)."""
@@ -198,14 +209,15 @@ def shard_episodes(samples: int, workers: int, index: int) -> list[int]:
 
 
 def worker_config(config: RunConfig, workers: int) -> RunConfig:
-    """The config one worker runs: in-flight counts divided between the workers."""
+    """The config one worker runs: a fixed in-flight count divided between the workers.
+
+    ``auto``'s range stays whole: the workers share one limit.
+    """
     run = config.run
     share = {
         "concurrency": run.concurrency
         if run.concurrency == "auto"
         else max(1, math.ceil(run.concurrency / workers)),
-        "concurrency_min": max(1, math.ceil(run.concurrency_min / workers)),
-        "concurrency_max": max(1, math.ceil(run.concurrency_max / workers)),
         "progress": False,
     }
     return config.model_copy(update={"run": run.model_copy(update=share)})
@@ -304,6 +316,9 @@ class ShardedRunner:
         # The parent's end of every worker's "parent alive" pipe: never written, closed only
         # by this process's exit, which the workers then read as end-of-file.
         watched, alive = context.Pipe(duplex=False)
+        limit = None
+        if self.config.run.concurrency == "auto":
+            limit = shared_limit(context, self.config.run.concurrency_min)
         for index in range(workers):
             receive, send = context.Pipe(duplex=False)
             counts = context.RawValue(SharedCounts)
@@ -318,6 +333,7 @@ class ShardedRunner:
                     send,
                     counts,
                     watched,
+                    limit,
                 ),
                 name=f"lhe-worker-{index}",
             )
@@ -404,10 +420,11 @@ def _worker_main(
     pipe: Any,
     counts: SharedCounts,
     parent: Any,
+    limit: tuple[LimitState, Any] | None,
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
-    channel = WorkerChannel(index, workers, counts, parent)
+    channel = WorkerChannel(index, workers, counts, parent, limit)
     channel.listen()
     try:
         config = RunConfig.model_validate_json(config_json)

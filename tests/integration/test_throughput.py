@@ -120,6 +120,18 @@ def test_auto_backs_off_logs_its_limit_and_reports_its_range(server, tmp_path):
     assert 'alt="adaptive concurrency limit' in (tmp_path / "report.html").read_text()
 
 
+def test_workers_under_auto_share_one_limit(tmp_path):
+    """``auto`` held at one request in flight, two workers: the endpoint sees one at a time.
+
+    Two limits of their own (or the range split between them) would let each worker send one.
+    """
+    with running_fake_server(p=0.8, latency_median=0.02) as quiet:
+        settings = {"concurrency": "auto", "concurrency_min": 1, "concurrency_max": 1}
+        run(config(quiet.base_url, **settings, workers=2), tmp_path)
+        assert quiet.stats()["max_in_flight"] == 1
+    assert len(read_records(tmp_path)) == EPISODES * TURNS
+
+
 def test_a_fixed_limit_writes_no_side_file(server, reference, tmp_path):
     summary = run(config(server.base_url, concurrency=3), tmp_path)
     assert summary.concurrency is None and not (tmp_path / LIMIT_LOG).exists()

@@ -2,10 +2,12 @@
 
 import asyncio
 import math
+import threading
+import time
 
 import pytest
 
-from providers.concurrency import AdaptiveLimit
+from providers.concurrency import AdaptiveLimit, LimitState
 
 
 class Clock:
@@ -208,3 +210,35 @@ async def test_a_cancelled_waiter_gives_its_slot_back():
 def test_limits_must_be_ordered():
     with pytest.raises(ValueError, match="minimum <= maximum"):
         AdaptiveLimit(8, 4)
+
+
+async def test_two_limits_on_one_shared_state_count_and_pause_as_one():
+    """Two processes' limits, here two instances on one state and lock: one endpoint's limit.
+
+    On the real clock: a waiter is woken by a timer, not by the test.
+    """
+    state = LimitState()
+    state.reset(2, 1.0, time.monotonic())
+    shared = (state, threading.Lock())
+    first = AdaptiveLimit(2, 2, shared=shared)
+    second = AdaptiveLimit(2, 2, shared=shared)
+
+    [(context_a, slot_a)] = await open_slots(first, 1)
+    [(context_b, slot_b)] = await open_slots(second, 1)
+    assert state.in_flight == 2 and slot_b.admitted == 2  # counted across both
+    context_w = first.slot()  # kept: a dropped context would release its slot when collected
+    waiting = asyncio.ensure_future(context_w.__aenter__())
+    await settle()
+    assert not waiting.done()  # the limit of 2 is full, whichever instance holds the slots
+    await close(context_b, slot_b, "ok")  # freed in the other instance: found by the poll
+    assert (await asyncio.wait_for(waiting, 1)).admitted == 2
+
+    await close(context_a, slot_a, "overload", retry_after=0.2)  # a pause, seen by both
+    assert second.paused_until == first.paused_until > time.monotonic()
+    assert second.bound == first.bound == 2  # learned by one, known to both (at the minimum)
+    context_x = second.slot()
+    blocked = asyncio.ensure_future(context_x.__aenter__())
+    await settle()
+    assert not blocked.done()  # a slot is free, but the endpoint is paused for both
+    assert (await asyncio.wait_for(blocked, 1)).admitted == 2
+    assert time.monotonic() >= second.paused_until
