@@ -19,8 +19,8 @@ alternately; the verdict takes the median ratio of the pairs and the line also g
 worst. The cores are shared with other jobs (load printed), so compare the rows of one run,
 not runs.
 
-``--workers N`` runs every row with ``run.workers=N``: each worker has its own adaptive limit
-over its share of the range, all against the one server's limit. Wall time is then the
+``--workers N`` runs every row with ``run.workers=N``: a fixed concurrency is split between
+the workers, and under ``auto`` they share the run's one adaptive limit. Wall time is then the
 longest worker's own run (their start-up excluded, as ``Runner.run`` excludes it).
 
     python bench/bench_rate_limits.py

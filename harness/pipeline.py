@@ -40,7 +40,7 @@ from harness.run.workers import (
 )
 from providers.base import Provider
 from providers.batching import create_batching
-from providers.concurrency import AdaptiveLimit, LimitState, attach_adaptive_limit
+from providers.concurrency import AdaptiveLimit, SharedLimit, attach_adaptive_limit
 from providers.registry import create_provider, token_counter
 from tasks.taskset import TaskSet
 
@@ -231,7 +231,7 @@ def adaptive_limit(
     provider: Provider,
     run_dir: Path,
     worker: int = 0,
-    shared: tuple[LimitState, Any] | None = None,
+    shared: SharedLimit | None = None,
 ) -> AdaptiveLimit | None:
     """With ``run.concurrency=auto``, the endpoint's limit, logging to ``concurrency.jsonl``.
 

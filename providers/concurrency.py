@@ -141,8 +141,11 @@ class LimitState(ctypes.Structure):
 PROBE_INTERVAL = 1.0
 """Seconds between probes above the hold level at least (more after a long pause)."""
 
+SharedLimit = tuple[LimitState, Any]
+"""One limit's state in shared memory and the lock that guards it (:func:`shared_limit`)."""
 
-def shared_limit(context: Any, minimum: int) -> tuple[LimitState, Any]:
+
+def shared_limit(context: Any, minimum: int) -> SharedLimit:
     """A new limit's state in shared memory and its lock, for the processes of one run.
 
     ``context`` is the ``multiprocessing`` context the processes are started from; pass the
@@ -209,7 +212,7 @@ class AdaptiveLimit:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[LimitEvent], None] | None = None,
         worker: int = 0,
-        shared: tuple[LimitState, AbstractContextManager[Any]] | None = None,
+        shared: SharedLimit | None = None,
     ) -> None:
         if not 1 <= minimum <= maximum:
             raise ValueError(f"need 1 <= minimum <= maximum (got {minimum}, {maximum})")
@@ -277,9 +280,10 @@ class AdaptiveLimit:
             if not self._waiters or self._wake is not None:
                 return
             delay = self.paused_until - self.clock()
-            if delay <= 0 and not self.shared:
+            if self.shared:
+                delay = max(delay, POLL_SECONDS)  # another worker's reply frees a slot silently
+            elif delay <= 0:
                 return  # a reply of this process will free the next slot
-            delay = max(delay, POLL_SECONDS) if self.shared else delay
             self._wake = asyncio.get_running_loop().call_later(delay, self._pause_over)
 
     def _pause_over(self) -> None:
@@ -409,7 +413,7 @@ def attach_adaptive_limit(
     minimum: int,
     maximum: int,
     worker: int = 0,
-    shared: tuple[LimitState, Any] | None = None,
+    shared: SharedLimit | None = None,
 ) -> AdaptiveLimit:
     """Gate ``provider``'s requests by a new limit that logs to ``run_dir``'s side file.
 

@@ -61,7 +61,7 @@ from harness.records.run_lock import LOCK_FILE, holding
 from harness.records.schema import TURNS_FILE, TurnRecord, drop_torn_tail
 from harness.run.progress import REFRESH_SECONDS, EpisodeTally, ProgressCounts, ProgressLine
 from harness.run.runner import Runner, RunProgress
-from providers.concurrency import LimitState, shared_limit
+from providers.concurrency import SharedLimit, shared_limit
 
 SHARDS_DIR = "workers"
 """Folder of a run directory holding one sub-folder of records per worker while it runs."""
@@ -115,7 +115,7 @@ class WorkerChannel:
         workers: int,
         counts: SharedCounts,
         parent: Any = None,
-        limit: tuple[LimitState, Any] | None = None,
+        limit: SharedLimit | None = None,
     ) -> None:
         self.index = index
         self.workers = workers
@@ -158,7 +158,7 @@ class WorkerChannel:
 
     def _parent_gone(self) -> None:
         asyncio.get_running_loop().remove_reader(self.parent.fileno())  # EOF stays readable
-        self._apply(STOP_SIGNAL, why="the parent process is gone; ")
+        self._apply(STOP_SIGNAL, reason="the parent process is gone")
 
     def _read_signals(self) -> None:
         try:
@@ -169,14 +169,16 @@ class WorkerChannel:
             if number in FORWARDED:
                 self._apply(signal.Signals(number))
 
-    def _apply(self, sig: signal.Signals, why: str = "") -> None:
+    def _apply(self, sig: signal.Signals, reason: str | None = None) -> None:
+        """Do what ``sig`` asks of the runner; ``reason``: why, when not the parent's signal."""
         runner = self._runner
         assert runner is not None  # only called while attached
-        runner.stop("parent process gone" if why else f"signal {sig.name}")
+        runner.stop(reason or f"signal {sig.name}")
         if sig == ABORT_SIGNAL:
             runner.abort()
         what = "dropping" if sig == ABORT_SIGNAL else "finishing"
-        line = f"lhe: worker {self.index}: {why}{what} its turns in flight\n"
+        because = f"{reason}; " if reason else ""
+        line = f"lhe: worker {self.index}: {because}{what} its turns in flight\n"
         sys.stderr.write(line)  # one write
         sys.stderr.flush()
 
@@ -420,7 +422,7 @@ def _worker_main(
     pipe: Any,
     counts: SharedCounts,
     parent: Any,
-    limit: tuple[LimitState, Any] | None,
+    limit: SharedLimit | None,
 ) -> None:
     """Entry point of a worker process: run one shard, send back its counters."""
     os.setpgrp()  # out of the terminal's process group: signals come from the parent only
